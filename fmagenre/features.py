@@ -45,7 +45,7 @@ from fmagenre.names import FAMILY_SIZES, N_FEATURES, feature_index, flat_names
 
 N_FFT = 2048
 HOP = 512
-#: STFT frames per block: bounds the temporary complex spectrum to about 8 MiB.
+#: STFT frames per block: bounds the float64 temporaries of one block to about 16 MiB each.
 BLOCK_FRAMES = 1024
 LIBROSA_DEFAULT_SR = 22050
 CQT_FALLBACK_SR = 22050

@@ -117,3 +117,22 @@ def test_mp3_sample_rates_decode_at_native_rate(sr):
 def test_unknown_reason_is_refused():
     with pytest.raises(ValueError, match="unknown reason"):
         audio.AudioDecodeError("broken", "x")
+
+
+@pytest.mark.parametrize(
+    ("mode", "level", "sr"),
+    [
+        ("CONSTANT", 0.99, 8000),  # about 8 kbps, the lowest
+        ("CONSTANT", 0.0, 48000),  # highest: 320 kbps
+        ("VARIABLE", 0.5, 44100),
+        ("AVERAGE", 0.7, 22050),
+    ],
+)
+def test_cbr_vbr_and_bit_rates_decode_whole(mode, level, sr):
+    y = render("Blues", duration=2.0, sr=sr, seed=5)
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="MP3", bitrate_mode=mode, compression_level=level)
+    decoded = audio.decode(buf.getvalue())
+    assert decoded.sr == sr
+    assert decoded.analysed_s == pytest.approx(2.0, abs=0.2)  # encoder padding at 8 kHz
+    assert np.max(np.abs(decoded.y)) > 0.1
