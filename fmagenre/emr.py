@@ -1,0 +1,492 @@
+"""Run the jobs on Amazon EMR: package, upload, create a cluster, submit steps, wait.
+
+``python -m fmagenre.emr COMMAND --config conf/emr.toml [options]``; see ``--help``.
+
+- ``package``: build the fmagenre wheel into ``dist/`` and, with ``--archive``, a relocatable
+  environment (venv-pack) for ``spark.archives``.
+- ``upload``: put the wheel (and archive), ``jobs/``, ``conf/`` and ``emr/bootstrap.sh`` under
+  ``s3://BUCKET/PREFIX/``.
+- ``create-cluster``: RunJobFlow from the ``[emr]`` section (release, instances, spot,
+  log URI, auto-termination, bootstrap action).
+- ``submit``: AddJobFlowSteps for any of ``extract,labels,train,predict`` as
+  ``command-runner.jar spark-submit ...``, then (``--wait``) follow them and, on failure, print
+  the step's state, reason and where its logs are.
+
+``--dry-run`` prints each API request as JSON and sends nothing. Credentials come only from
+boto3's standard chain (environment, profile, instance role); the endpoint can be redirected
+with boto3's ``AWS_ENDPOINT_URL`` (the tests point it at a local moto server).
+
+Python on the nodes, two ways (``[emr] environment``):
+
+``bootstrap`` (default)
+    ``emr/bootstrap.sh`` installs Python 3.11 and the wheel into ``/opt/fmagenre/venv`` on
+    every node; steps set ``spark.pyspark.python`` to it.
+``archive``
+    steps ship ``fmagenre-env.tar.gz#environment`` with ``spark.archives`` and use
+    ``./environment/bin/python`` (Spark's documented way for Python dependencies); the
+    bootstrap action then only installs Python 3.11, which the packed venv links to.
+
+Either way pip's pyspark is removed from the environment: the cluster's own Spark provides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmagenre.config import ConfigError, EmrConfig, load_config, override
+
+REPO = Path(__file__).resolve().parent.parent
+NODE_VENV = "/opt/fmagenre/venv"
+ARCHIVE_NAME = "fmagenre-env.tar.gz"
+STEPS = ("extract", "labels", "train", "predict")
+
+
+class EmrError(RuntimeError):
+    """An EMR run that cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where the data of a run lives (S3 URIs)."""
+
+    audio: str = ""
+    metadata: str = ""
+    work: str = ""
+    predict_input: str = ""
+
+
+def s3_root(cfg: EmrConfig) -> str:
+    if not cfg.bucket:
+        raise ConfigError("[emr] bucket is empty: set it in the config or pass --bucket BUCKET")
+    return f"s3://{cfg.bucket}/{cfg.prefix.strip('/')}"
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _wheel(dist: Path) -> Path:
+    wheels = sorted(dist.glob("fmagenre-*.whl"))
+    if not wheels:
+        raise EmrError(f"no fmagenre wheel in {dist}: run `python -m fmagenre.emr package` first")
+    return wheels[-1]
+
+
+# -- package ---------------------------------------------------------------------------------
+
+
+def package(dist: Path, *, archive: bool, python: str = sys.executable) -> list[Path]:
+    """Build the wheel (and, with ``archive``, the venv-pack environment) into ``dist``."""
+    dist.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(REPO)],
+        check=True,
+    )
+    built = [_wheel(dist)]
+    if archive:
+        env = dist / "emr-venv"
+        subprocess.run([python, "-m", "venv", "--clear", str(env)], check=True)
+        pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, str(built[0]), "venv-pack>=0.2,<0.3"], check=True)
+        subprocess.run(
+            [str(env / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "pyspark", "py4j"],
+            check=True,
+        )
+        _link_python_for_packing(env)
+        target = dist / ARCHIVE_NAME
+        # The nodes' Python 3.11 (installed by emr/bootstrap.sh) lives under /usr.
+        pack = [str(env / "bin" / "venv-pack"), "-p", str(env), "-o", str(target), "-f"]
+        subprocess.run([*pack, "--python-prefix", "/usr"], check=True)
+        shutil.rmtree(env)
+        built.append(target)
+    return built
+
+
+def _link_python_for_packing(env: Path) -> None:
+    """Point the venv's interpreter links where venv-pack's ``--python-prefix`` rewrite works.
+
+    venv-pack replaces the text ``BASE/bin/python`` in the link targets; a link to
+    ``BASE/bin/python3.11`` (what ``venv`` makes) would become ``/usr/bin/python3.113.11``.
+    """
+    bin_dir = env / "bin"
+    python = bin_dir / "python"
+    base = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    versioned = [p for p in bin_dir.glob("python3*") if p.is_symlink()]
+    for link in [python, *versioned]:
+        link.unlink()
+    python.symlink_to(Path(base) / "bin" / "python")
+    for link in versioned:
+        link.symlink_to("python")
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def upload_plan(cfg: EmrConfig, dist: Path) -> list[tuple[Path, str]]:
+    """(local file, S3 URI) pairs that ``upload`` puts on S3."""
+    root = s3_root(cfg)
+    files = [(_wheel(dist), f"{root}/dist/{_wheel(dist).name}")]
+    if cfg.environment == "archive":
+        archive = dist / ARCHIVE_NAME
+        if not archive.exists():
+            raise EmrError(f"{archive} is missing: run `python -m fmagenre.emr package --archive`")
+        files.append((archive, f"{root}/dist/{ARCHIVE_NAME}"))
+    for folder, pattern in (("jobs", "*.py"), ("conf", "*.toml")):
+        files += [(p, f"{root}/{folder}/{p.name}") for p in sorted((REPO / folder).glob(pattern))]
+    files.append((REPO / "emr" / "bootstrap.sh", f"{root}/emr/bootstrap.sh"))
+    return files
+
+
+def run_job_flow_request(cfg: EmrConfig, dist: Path) -> dict:
+    """The RunJobFlow request for the configured cluster."""
+    root = s3_root(cfg)
+    market = "SPOT" if cfg.spot else "ON_DEMAND"
+    instances = {
+        "InstanceGroups": [
+            {
+                "Name": "primary",
+                "InstanceRole": "MASTER",
+                "Market": "ON_DEMAND",
+                "InstanceType": cfg.master_instance_type,
+                "InstanceCount": 1,
+            },
+            {
+                "Name": "core",
+                "InstanceRole": "CORE",
+                "Market": market,
+                "InstanceType": cfg.core_instance_type,
+                "InstanceCount": cfg.core_instance_count,
+            },
+        ],
+        "KeepJobFlowAliveWhenNoSteps": True,
+    }
+    if cfg.subnet_id:
+        instances["Ec2SubnetId"] = cfg.subnet_id
+    request = {
+        "Name": cfg.cluster_name,
+        "ReleaseLabel": cfg.release_label,
+        "LogUri": cfg.log_uri or f"{root}/logs/",
+        "Applications": [{"Name": "Spark"}, {"Name": "Hadoop"}],
+        "Instances": instances,
+        "ServiceRole": cfg.service_role,
+        "JobFlowRole": cfg.job_flow_role,
+        "VisibleToAllUsers": True,
+        "AutoTerminationPolicy": {"IdleTimeout": cfg.idle_timeout_s},
+        "Tags": [{"Key": "project", "Value": "fmagenre"}],
+    }
+    # Both ways need Python 3.11 on the nodes; "bootstrap" also installs the wheel there.
+    args = [f"{root}/dist/{_wheel(dist).name}"] if cfg.environment == "bootstrap" else []
+    request["BootstrapActions"] = [
+        {
+            "Name": "fmagenre",
+            "ScriptBootstrapAction": {"Path": f"{root}/emr/bootstrap.sh", "Args": args},
+        }
+    ]
+    return request
+
+
+def _python_conf(cfg: EmrConfig) -> list[str]:
+    if cfg.environment == "archive":
+        archive = f"{s3_root(cfg)}/dist/{ARCHIVE_NAME}#environment"
+        python = "./environment/bin/python"
+        return ["--conf", f"spark.archives={archive}", *_pyspark_python(python)]
+    return _pyspark_python(f"{NODE_VENV}/bin/python")
+
+
+def _pyspark_python(python: str) -> list[str]:
+    return [
+        "--conf",
+        f"spark.pyspark.python={python}",
+        "--conf",
+        f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={python}",
+        "--conf",
+        f"spark.executorEnv.PYSPARK_PYTHON={python}",
+    ]
+
+
+def step_arguments(name: str, where: Locations) -> list[str]:
+    """Job arguments of one step, from the run's locations."""
+    required = {
+        "extract": ("audio", "work"),
+        "labels": ("metadata", "work"),
+        "train": ("work",),
+        "predict": ("predict_input", "work"),
+    }[name]
+    missing = [f"--{key.replace('_', '-')}" for key in required if not getattr(where, key)]
+    if missing:
+        raise ConfigError(f"the {name} step needs {' and '.join(missing)}")
+    work = where.work.rstrip("/")
+    return {
+        "extract": ["--input", where.audio, "--output", f"{work}/features"],
+        "labels": ["--metadata", where.metadata, "--output", f"{work}/labels", "--overwrite"],
+        "train": [
+            "--features",
+            f"{work}/features",
+            "--labels",
+            f"{work}/labels",
+            "--output",
+            f"{work}/model",
+        ],
+        "predict": [
+            "--model",
+            f"{work}/model",
+            "--input",
+            where.predict_input,
+            "--output",
+            f"{work}/predictions",
+        ],
+    }[name]
+
+
+JOB_SCRIPTS = {
+    "extract": "extract_features.py",
+    "labels": "prepare_labels.py",
+    "train": "train.py",
+    "predict": "predict.py",
+}
+
+
+def add_steps_request(
+    cfg: EmrConfig, cluster_id: str, steps: Sequence[str], where: Locations, spark_conf: dict
+) -> dict:
+    """The AddJobFlowSteps request: one ``spark-submit`` step per job, in order."""
+    root = s3_root(cfg)
+    conf_file = f"{root}/conf/{cfg.job_config}"
+    result = []
+    for name in steps:
+        if name not in STEPS:
+            raise ConfigError(f"unknown step {name!r}; steps are {', '.join(STEPS)}")
+        args = ["spark-submit", "--deploy-mode", cfg.deploy_mode, "--files", conf_file]
+        args += _python_conf(cfg)
+        for key, value in sorted(spark_conf.items()):
+            args += ["--conf", f"{key}={value}"]
+        args += [f"{root}/jobs/{JOB_SCRIPTS[name]}", "--config", _config_argument(cfg)]
+        args += step_arguments(name, where)
+        result.append(
+            {
+                "Name": f"fmagenre {name}",
+                "ActionOnFailure": "CANCEL_AND_WAIT",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
+            }
+        )
+    return {"JobFlowId": cluster_id, "Steps": result}
+
+
+def _config_argument(cfg: EmrConfig) -> str:
+    """The job's --config: YARN localizes ``--files`` into the driver's working directory."""
+    return cfg.job_config if cfg.deploy_mode == "cluster" else f"/tmp/{cfg.job_config}"
+
+
+# -- sending ---------------------------------------------------------------------------------
+
+
+class Client:
+    """Sends requests through boto3, or only prints them (dry run)."""
+
+    def __init__(self, region: str, *, dry_run: bool, out: Callable[[str], None] = print):
+        self.dry_run = dry_run
+        self.out = out
+        self.region = region
+        self._clients: dict[str, object] = {}
+
+    def _client(self, service: str):
+        if service not in self._clients:
+            import boto3
+
+            self._clients[service] = boto3.client(service, region_name=self.region)
+        return self._clients[service]
+
+    def call(self, service: str, operation: str, request: dict, *, dry_result=None):
+        if self.dry_run:
+            payload = {"service": service, "operation": operation, "request": request}
+            self.out(json.dumps(payload, indent=2, default=str))
+            return dry_result
+        return getattr(self._client(service), operation)(**request)
+
+    def upload(self, local: Path, uri: str) -> None:
+        bucket, key = _split_s3(uri)
+        if self.dry_run:
+            request = {"Filename": str(local), "Bucket": bucket, "Key": key}
+            self.out(json.dumps({"service": "s3", "operation": "upload_file", "request": request}))
+            return
+        self._client("s3").upload_file(str(local), bucket, key)
+
+
+def upload(client: Client, cfg: EmrConfig, dist: Path) -> list[str]:
+    uris = []
+    for local, uri in upload_plan(cfg, dist):
+        client.upload(local, uri)
+        uris.append(uri)
+    return uris
+
+
+def create_cluster(client: Client, cfg: EmrConfig, dist: Path) -> str:
+    response = client.call(
+        "emr",
+        "run_job_flow",
+        run_job_flow_request(cfg, dist),
+        dry_result={"JobFlowId": "j-DRYRUN"},
+    )
+    return response["JobFlowId"]
+
+
+def submit(
+    client: Client,
+    cfg: EmrConfig,
+    cluster_id: str,
+    steps: Sequence[str],
+    where: Locations,
+    spark_conf: dict,
+) -> list[str]:
+    request = add_steps_request(cfg, cluster_id, steps, where, spark_conf)
+    dry = {"StepIds": [f"s-DRYRUN{i}" for i in range(len(steps))]}
+    return client.call("emr", "add_job_flow_steps", request, dry_result=dry)["StepIds"]
+
+
+TERMINAL_FAILED = {"CANCELLED", "FAILED", "INTERRUPTED"}
+CLUSTER_GONE = {"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"}
+
+
+def wait(
+    client: Client,
+    cfg: EmrConfig,
+    cluster_id: str,
+    step_ids: Sequence[str],
+    *,
+    poll_s: float = 30.0,
+    timeout_s: float = 24 * 3600,
+) -> bool:
+    """Follow the steps until all complete (True) or one fails or the cluster ends (False)."""
+    emr = client._client("emr")
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        states = {}
+        for step_id in step_ids:
+            step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
+            states[step_id] = step["Status"]["State"]
+            if states[step_id] != last.get(step_id):
+                client.out(f"{step['Name']} ({step_id}): {states[step_id]}")
+            if states[step_id] in TERMINAL_FAILED:
+                client.out(_failure_report(cfg, cluster_id, step, cluster))
+                return False
+        last = states
+        if all(state == "COMPLETED" for state in states.values()):
+            client.out("all steps completed")
+            return True
+        if cluster["Status"]["State"] in CLUSTER_GONE:
+            pending = next(s for s in step_ids if states[s] != "COMPLETED")
+            step = emr.describe_step(ClusterId=cluster_id, StepId=pending)["Step"]
+            client.out(_failure_report(cfg, cluster_id, step, cluster))
+            return False
+        time.sleep(poll_s)
+    client.out(f"gave up waiting after {timeout_s:.0f} s; the steps go on: {', '.join(step_ids)}")
+    return False
+
+
+def _failure_report(cfg: EmrConfig, cluster_id: str, step: dict, cluster: dict) -> str:
+    status = step["Status"]
+    reason = (status.get("FailureDetails") or {}).get("Reason") or (
+        status.get("StateChangeReason") or {}
+    ).get("Message")
+    cluster_status = cluster["Status"]
+    cluster_reason = (cluster_status.get("StateChangeReason") or {}).get("Message")
+    log_uri = (cluster.get("LogUri") or cfg.log_uri or f"{s3_root(cfg)}/logs/").rstrip("/")
+    log_file = (status.get("FailureDetails") or {}).get("LogFile")
+    logs = log_file or f"{log_uri}/{cluster_id}/steps/{step['Id']}/"
+    return (
+        f"FAILED: step {step['Name']!r} ({step['Id']}) is {status['State']}"
+        f" on cluster {cluster_id} ({cluster_status['State']})."
+        f" Reason: {reason or cluster_reason or 'none given'}."
+        f" Logs: {logs} (stderr.gz has the driver's output)."
+    )
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fmagenre.emr",
+        description=__doc__.split("\n\n")[0],
+        epilog="Credentials come from boto3's standard chain; nothing secret is printed.",
+    )
+    parser.add_argument("command", choices=["package", "upload", "create-cluster", "submit"])
+    parser.add_argument("--config", default=str(REPO / "conf" / "emr.toml"), help="TOML file")
+    parser.add_argument("--bucket", help="S3 bucket (overrides [emr] bucket)")
+    parser.add_argument("--region", help="AWS region (overrides [emr] region)")
+    parser.add_argument("--dist", default=str(REPO / "dist"), help="where package builds")
+    parser.add_argument("--archive", action="store_true", help="package: also the venv archive")
+    parser.add_argument("--dry-run", action="store_true", help="print requests, send nothing")
+    parser.add_argument("--cluster-id", help="submit to this cluster instead of creating one")
+    parser.add_argument(
+        "--steps", default="extract,labels", help=f"comma-separated subset of {','.join(STEPS)}"
+    )
+    parser.add_argument("--audio", default="", help="S3 folder of the MP3s (extract)")
+    parser.add_argument("--metadata", default="", help="S3 folder of fma_metadata (labels)")
+    parser.add_argument("--work", default="", help="S3 folder for features, labels, model...")
+    parser.add_argument("--predict-input", default="", help="S3 folder to classify (predict)")
+    parser.add_argument("--wait", action="store_true", help="follow the steps to the end")
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    dist = Path(args.dist)
+    try:
+        config = load_config(args.config)
+        cfg = override(config.emr, bucket=args.bucket, region=args.region)
+        if args.command == "package":
+            for path in package(dist, archive=args.archive):
+                print(f"built {path}")
+            return 0
+        client = Client(cfg.region, dry_run=args.dry_run)
+        if args.command == "upload":
+            for uri in upload(client, cfg, dist):
+                print(f"uploaded {uri}", file=sys.stderr)
+            return 0
+        if args.command == "create-cluster":
+            print(create_cluster(client, cfg, dist))
+            return 0
+        steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+        where = Locations(args.audio, args.metadata, args.work, args.predict_input)
+        add_steps_request(cfg, "j-CHECK", steps, where, {})  # validate before creating
+        cluster_id = args.cluster_id or create_cluster(client, cfg, dist)
+        step_ids = submit(client, cfg, cluster_id, steps, where, dict(config.spark))
+        print(f"cluster {cluster_id}: steps {', '.join(step_ids)}", file=sys.stderr)
+        if args.wait and not args.dry_run:
+            return 0 if wait(client, cfg, cluster_id, step_ids, poll_s=args.poll) else 1
+        return 0
+    except (ConfigError, EmrError) as exc:
+        print(f"fmagenre.emr: {exc}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as exc:
+        print(
+            f"fmagenre.emr: {' '.join(exc.cmd[:4])}... failed ({exc.returncode})", file=sys.stderr
+        )
+        return 1
+    except Exception as exc:  # botocore's errors: one line, not a traceback
+        if type(exc).__module__.startswith(("botocore", "boto3")):
+            print(f"fmagenre.emr: AWS said: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""Spark layer of feature extraction: audio files in, one feature row per file out.
+
+:func:`run_extraction` lists the files under the inputs with Spark's binary file source (no
+content read), leaves out those that already have an ``ok`` row in the output, and processes
+the rest in chunks of ``chunk_files``. For each chunk it reads the files' bytes (binary file
+source, explicit paths), spreads them over ``partitions`` tasks by a hash of the path, runs
+:func:`fmagenre.features.analyse` on Arrow batches of ``batch_size`` files in the Python
+workers (``mapInPandas``), and publishes the chunk (:mod:`fmagenre.feature_table`). Every file
+gets a row: those that cannot be decoded or analysed have ``status`` "error" and a reason.
+
+Memory. Spark runs one Python worker per executor core, outside the JVM heap. A worker holds
+one Arrow batch of ``batch_size`` files' bytes (twice: Arrow and pandas) and analyses one file
+at a time, with BLAS, OpenMP and numba pinned to ``threads`` threads; ``max_duration`` caps
+what is decoded of long tracks. A fresh worker is about 150 MiB resident and one extraction of
+a 10-minute 44.1 kHz stereo MP3 peaks at about 830 MiB (``python -m fmagenre.bench spark
+--memory 600``). Budget 1.5 GiB per executor core for the Python side
+(``spark.executor.memoryOverhead`` on YARN), plus 2 x ``batch_size`` x the largest file, and
+a small JVM heap: the JVM only moves bytes and rows.
+
+The binary file source packs many files into one task; the hash repartition (a shuffle of
+the files' bytes) spreads them so that all cores stay busy until the end of a chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial, reduce
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from fmagenre.config import ExtractConfig
+from fmagenre.feature_table import (
+    FEATURE_SCHEMA,
+    check_output,
+    chunk_id,
+    clear_output,
+    hadoop_fs,
+    new_run_id,
+    publish_chunk,
+    read_published,
+    run_path,
+    write_summary,
+)
+from fmagenre.names import N_FEATURES, flat_names
+
+log = logging.getLogger(__name__)
+
+#: Environment variables that size the thread pools of BLAS, OpenMP and numba.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
+#: Error reason of files over ``max_file_mb``, which are not read.
+TOO_LARGE = "too_large"
+#: Columns produced by the Python workers (the table's, less the derived ones).
+RESULT_SCHEMA = StructType(
+    [f for f in FEATURE_SCHEMA.fields if f.name not in ("track_id", "features", "chunk_id")]
+)
+
+
+def session_conf(spark_conf: Mapping[str, str], config: ExtractConfig) -> dict[str, str]:
+    """Spark properties for a session that runs the extraction.
+
+    The ``[spark]`` properties, plus the thread variables of the Python workers' environment
+    (the workers also pin their pools at run time, for sessions built without these).
+    :func:`run_extraction` sets the Arrow batch size itself.
+    """
+    conf = dict(spark_conf)
+    for var in THREAD_VARS:
+        conf[f"spark.executorEnv.{var}"] = str(config.threads)
+    return conf
+
+
+def pin_threads(threads: int) -> None:
+    """Limit BLAS, OpenMP and numba to ``threads`` in this process.
+
+    The variables reach libraries not loaded yet (numba reads its own at import); the
+    libraries already loaded (numpy's BLAS) are limited through threadpoolctl.
+    """
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def track_id_column(path: Column) -> Column:
+    """FMA's track id from a path's file name (``.../000002.mp3`` -> 2), else null."""
+    digits = F.regexp_extract(path, r"(?:^|/)(\d{1,18})\.[^/.]+$", 1)
+    return F.when(digits != "", digits.cast("long"))
+
+
+def _result_frame(
+    paths: Sequence[str], sizes: Sequence[int], results: Sequence, seconds: Sequence[float]
+) -> pd.DataFrame:
+    """Worker output for one batch: :data:`RESULT_SCHEMA`'s columns.
+
+    Feature columns are pandas' masked float32 arrays: the mask makes error rows null, while
+    the NaN of an undefined statistic stays NaN (a plain float column would turn it to null).
+    """
+    n = len(results)
+    values = np.full((n, N_FEATURES), np.nan, dtype=np.float32)
+    missing = np.ones(n, dtype=bool)
+    for i, result in enumerate(results):
+        if result.features is not None:
+            values[i] = result.features
+            missing[i] = False
+    by_column = np.ascontiguousarray(values.T)
+
+    def meta(name: str, dtype: str | None = None):
+        column = [getattr(r, name) for r in results]
+        return pd.array(column, dtype=dtype) if dtype else column
+
+    columns = {
+        "path": list(paths),
+        "file_size": pd.array(sizes, dtype="Int64"),
+        "duration_s": meta("duration_s", "Float64"),
+        "sample_rate": meta("sample_rate", "Int32"),
+        "channels": meta("channels", "Int32"),
+        "format": meta("format"),
+        "analysed_s": meta("analysed_s", "Float64"),
+    }
+    for j, name in enumerate(flat_names()):
+        columns[name] = pd.arrays.FloatingArray(by_column[j], missing)
+    columns.update(
+        status=meta("status"),
+        error=meta("error"),
+        error_reason=meta("error_reason"),
+        extractor_version=meta("extractor_version"),
+        extract_s=pd.array(seconds, dtype="Float64"),
+    )
+    return pd.DataFrame(columns)
+
+
+def analyse_frames(
+    frames: Iterable[pd.DataFrame],
+    *,
+    max_duration: float,
+    fma_compat: bool,
+    threads: int,
+    max_file_mb: int,
+) -> Iterator[pd.DataFrame]:
+    """The Python-worker side: batches of (path, file_size, content) to result rows.
+
+    ``content`` is null for empty files, which Spark does not read, and for files over
+    ``max_file_mb``, which get error ``too_large``.
+    Nothing raises: a failure on one file is that file's error row.
+    """
+    pin_threads(threads)
+    from fmagenre.features import TrackFeatures, analyse  # after pinning: numba reads its var
+
+    for frame in frames:
+        results, seconds = [], []
+        for path, size, content in zip(
+            frame["path"], frame["file_size"], frame["content"], strict=True
+        ):
+            started = time.perf_counter()
+            if content is None and size > 0:
+                detail = f"{size} bytes, over the max_file_mb limit of {max_file_mb} MiB"
+                result = TrackFeatures(None, "error", f"{TOO_LARGE}: {detail}", TOO_LARGE)
+            else:
+                try:
+                    result = analyse(
+                        content or b"", max_duration=max_duration, fma_compat=fma_compat
+                    )
+                except Exception as exc:  # a bug met on one file must not fail the job
+                    detail = f"{type(exc).__name__}: {exc}"
+                    result = TrackFeatures(
+                        None, "error", f"feature_error: {detail}", "feature_error"
+                    )
+            seconds.append(time.perf_counter() - started)
+            results.append(result)
+            if result.status != "ok":
+                log.warning("%s: %s", path, result.error)
+        yield _result_frame(list(frame["path"]), list(frame["file_size"]), results, seconds)
+
+
+def input_exists(spark: SparkSession, path: str) -> bool:
+    """Whether a path (or Hadoop glob) names something that exists."""
+    fs, hadoop_path = hadoop_fs(spark, path)
+    return bool(fs.globStatus(hadoop_path))
+
+
+def list_inputs(spark: SparkSession, inputs: Sequence[str], *, glob: str) -> list[tuple[str, int]]:
+    """(path, size) of the files under ``inputs`` whose names match ``glob``, by path.
+
+    Only file metadata is read, not the content. Paths are as the binary file source's
+    ``path`` column writes them (``file:/data/000002.mp3``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When an input does not exist.
+    """
+    for path in inputs:
+        if not input_exists(spark, path):
+            raise FileNotFoundError(f"input {path} does not exist")
+    source = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", glob)
+        .load(list(inputs))
+    )
+    listed = {row.path: row.length for row in source.select("path", "length").collect()}
+    every = source.inputFiles()
+    if len(every) > len(listed):
+        listed.update(_empty_files(spark, every, listed))
+    return sorted(listed.items())
+
+
+def _empty_files(spark: SparkSession, uris: Sequence[str], listed: Mapping[str, int]):
+    """(path, 0) of the zero-byte files among ``uris``, which Spark's file scans skip.
+
+    ``inputFiles`` gives URIs (``file:///a%20b.mp3``): those whose decoded form is not among
+    the scanned paths are looked up through Hadoop, which also gives the path's own spelling.
+    """
+    jvm = spark.sparkContext._jvm
+    for uri in uris:
+        parts = urlsplit(uri)
+        authority = f"//{parts.netloc}" if parts.netloc else ""
+        if f"{parts.scheme}:{authority}{unquote(parts.path)}" in listed:
+            continue
+        fs, _ = hadoop_fs(spark, uri)
+        status = fs.getFileStatus(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))
+        if status.getLen() == 0:
+            yield status.getPath().toString(), 0
+
+
+def _literal_path(path: str) -> str:
+    """A path escaped so that Spark does not expand the glob characters of its name."""
+    return "".join("\\" + c if c in "\\*?[]{}" else c for c in path)
+
+
+def extraction_frame(
+    spark: SparkSession, files: Sequence[tuple[str, int]], config: ExtractConfig
+) -> DataFrame:
+    """A lazy DataFrame of the feature rows of ``files`` ((path, size) pairs, as listed).
+
+    Empty files and files over ``config.max_file_mb`` are not read. The rows have every
+    column of :data:`fmagenre.feature_table.FEATURE_SCHEMA` but ``chunk_id``.
+    """
+    limit = config.max_file_mb * 2**20
+    readable = [path for path, size in files if 0 < size <= limit]
+    unread = [(path, size) for path, size in files if not 0 < size <= limit]
+    sources = []
+    if readable:
+        sources.append(
+            spark.read.format("binaryFile")
+            .load([_literal_path(path) for path in readable])
+            .select("path", F.col("length").alias("file_size"), "content")
+        )
+    if unread:
+        sources.append(
+            spark.createDataFrame(unread, "path string, file_size long").withColumn(
+                "content", F.lit(None).cast("binary")
+            )
+        )
+    partitions = config.partitions or 4 * spark.sparkContext.defaultParallelism
+    worker = partial(
+        analyse_frames,
+        max_duration=config.max_duration,
+        fma_compat=config.fma_compat,
+        threads=config.threads,
+        max_file_mb=config.max_file_mb,
+    )
+    results = (
+        reduce(DataFrame.unionByName, sources)
+        .repartition(max(1, min(partitions, len(files))), "path")
+        .mapInPandas(worker, RESULT_SCHEMA)
+    )
+    features = F.expr(f"IF(status = 'ok', array({', '.join(flat_names())}), NULL)")
+    return results.withColumn("track_id", track_id_column(F.col("path"))).withColumn(
+        "features", features
+    )
+
+
+def _done_paths(spark: SparkSession, output: str) -> set[str]:
+    """Paths that already have an ``ok`` row in a published chunk."""
+    done = read_published(spark, output).where(F.col("status") == "ok").select("path")
+    return {row.path for row in done.distinct().collect()}
+
+
+def run_extraction(
+    spark: SparkSession,
+    *,
+    inputs: Sequence[str],
+    output: str,
+    config: ExtractConfig,
+    overwrite: bool = False,
+) -> dict:
+    """Extract the features of every file under ``inputs`` that has no ``ok`` row yet.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    inputs : sequence of str
+        Directories (searched recursively), files or globs; any Hadoop path.
+    output : str
+        The feature table directory (see :mod:`fmagenre.feature_table`).
+    config : ExtractConfig
+    overwrite : bool
+        Delete the table's earlier runs first, and extract every file.
+
+    Returns
+    -------
+    dict
+        The run's summary, also written to ``OUTPUT/runs/<run_id>/summary.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When an input does not exist.
+    fmagenre.feature_table.OutputLayoutError
+        When ``output`` holds something other than a feature table.
+    """
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    run_id = new_run_id()
+    check_output(spark, output)
+    log.info("run %s: listing %s (files matching %s)", run_id, ", ".join(inputs), config.glob)
+    listed = list_inputs(spark, inputs, glob=config.glob)
+    if overwrite:
+        log.info("run %s: deleting the earlier runs of %s", run_id, output)
+        clear_output(spark, output)
+    done = _done_paths(spark, output)
+    todo = [(path, size) for path, size in listed if path not in done]
+    chunks = [todo[i : i + config.chunk_files] for i in range(0, len(todo), config.chunk_files)]
+    log.info(
+        "run %s: %d files found, %d already extracted, %d to extract in %d chunk(s)",
+        run_id,
+        len(listed),
+        len(listed) - len(todo),
+        len(todo),
+        len(chunks),
+    )
+    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
+    previous_batch = spark.conf.get(ARROW_BATCH, None)
+    spark.conf.set(ARROW_BATCH, str(config.batch_size))
+    try:
+        for index, files in enumerate(chunks):
+            chunk = chunk_id(run_id, index)
+            spark.sparkContext.setJobDescription(
+                f"extract features: chunk {index + 1}/{len(chunks)}, {len(files)} files"
+            )
+            log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
+            frame = extraction_frame(spark, files, config).withColumn("chunk_id", F.lit(chunk))
+            stats = publish_chunk(spark, frame, output, chunk)
+            if stats["rows"] != len(files):
+                log.error("chunk %s: %d rows for %d files", chunk, stats["rows"], len(files))
+            totals["rows"] += stats["rows"]
+            totals["ok"] += stats["ok"]
+            totals["analysed_s"] += stats["analysed_s"]
+            for reason, count in stats["errors"].items():
+                totals["errors"][reason] = totals["errors"].get(reason, 0) + count
+            log.info(
+                "chunk %d/%d: published %s (%d ok, %d errors) after %.1f s",
+                index + 1,
+                len(chunks),
+                chunk,
+                stats["ok"],
+                stats["rows"] - stats["ok"],
+                time.perf_counter() - started,
+            )
+    finally:
+        spark.sparkContext.setJobDescription(None)
+        if previous_batch is None:
+            spark.conf.unset(ARROW_BATCH)
+        else:
+            spark.conf.set(ARROW_BATCH, previous_batch)
+    wall = time.perf_counter() - started
+    summary = {
+        "job": "extract_features",
+        "run_id": run_id,
+        "inputs": list(inputs),
+        "output": output,
+        "run_dir": run_path(output, run_id),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "files_seen": len(listed),
+        "skipped": len(listed) - len(todo),
+        "processed": len(todo),
+        "ok": totals["ok"],
+        "errors": dict(sorted(totals["errors"].items())),
+        "missing": len(todo) - totals["rows"],
+        "chunks": len(chunks),
+        "analysed_s": round(totals["analysed_s"], 3),
+        "wall_s": round(wall, 3),
+        "tracks_per_s": round(len(todo) / wall, 3),
+        "x_real_time": round(totals["analysed_s"] / wall, 2),
+        "config": dataclasses.asdict(config),
+    }
+    summary["summary_file"] = write_summary(spark, output, run_id, summary)
+    log.info("run %s: done in %.1f s, summary in %s", run_id, wall, summary["summary_file"])
+    return summary
+
+
+def format_summary(summary: Mapping) -> str:
+    """The printed form of a run's summary."""
+    errors = summary["errors"]
+    by_reason = ", ".join(f"{reason} {count}" for reason, count in errors.items())
+    lines = [
+        f"extract_features {summary['run_id']}",
+        f"  files seen            {summary['files_seen']}",
+        f"  skipped (already ok)  {summary['skipped']}",
+        f"  processed             {summary['processed']}",
+        f"  ok                    {summary['ok']}",
+        f"  errors                {sum(errors.values())}" + (f" ({by_reason})" if errors else ""),
+        f"  wall time             {summary['wall_s']:.1f} s",
+        f"  tracks/s              {summary['tracks_per_s']:.2f}",
+        f"  x real time           {summary['x_real_time']:.1f}"
+        f" ({summary['analysed_s']:.0f} s of audio analysed)",
+        f"  output                {summary['output']}",
+        f"  summary               {summary['summary_file']}",
+    ]
+    return "\n".join(lines)

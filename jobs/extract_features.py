@@ -1,0 +1,154 @@
+"""Feature extraction job: a corpus of audio files to the Parquet feature table.
+
+python jobs/extract_features.py --input fma_full --output out/features
+spark-submit jobs/extract_features.py --config conf/emr.toml --input s3a://bucket/fma_full
+    --output s3a://bucket/features
+
+Re-running with the same --output extracts only the files without an 'ok' row; the rows are
+read with fmagenre.feature_table.read_features(spark, output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from fmagenre.config import (
+    ConfigError,
+    add_spark_arguments,
+    load_config,
+    override,
+    parse_spark_overrides,
+)
+from fmagenre.extract import format_summary, run_extraction, session_conf
+from fmagenre.feature_table import OutputLayoutError
+from fmagenre.spark import build_session
+
+EXIT_BAD_CONFIG = 1  # the configuration file or an option is invalid
+EXIT_BAD_PATH = 2  # an input is missing, or the output is not a feature table
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="extract_features",
+        description=(
+            "Extract FMA's 518 features of every audio file under the inputs into a Parquet"
+            " feature table, one row per file: status 'ok' with the features, or 'error' with"
+            " the reason. Re-running processes only the files without an 'ok' row (new files"
+            " and earlier errors); a killed run leaves nothing that counts as done. Prints a"
+            " summary, also written as summary.json in the run's directory."
+        ),
+        epilog=(
+            "Options left out take their value from --config, else the defaults shown."
+            f" Exit status: 0 done (error rows included), {EXIT_BAD_CONFIG} invalid"
+            f" configuration, {EXIT_BAD_PATH} missing input or unusable output."
+        ),
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="directories searched recursively, files or globs (local, file://, hdfs://, s3a://)",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="PATH",
+        help="feature table directory; rows go to PATH/runs/<run>/chunk-*/ (any Hadoop path)",
+    )
+    parser.add_argument(
+        "--glob", help="file-name pattern of the audio files ([extract] glob, default *.mp3)"
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        metavar="SECONDS",
+        help="analyse at most this many seconds from the start of each file, 0 for all"
+        " ([extract] max_duration, default 600)",
+    )
+    parser.add_argument(
+        "--fma-compat",
+        action=argparse.BooleanOptionalAction,
+        help="spectral features on FMA's 22,050 Hz axis as FMA's features.csv, or on the"
+        " file's true rate with --no-fma-compat ([extract] fma_compat, default on)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="files per Arrow batch sent to a Python worker ([extract] batch_size, default 4)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="tasks to spread the files of a chunk over, 0 for 4 x the default parallelism"
+        " ([extract] partitions, default 0)",
+    )
+    parser.add_argument(
+        "--chunk-files",
+        type=int,
+        metavar="N",
+        help="files per published chunk: a killed job loses at most one chunk of work"
+        " ([extract] chunk_files, default 5000)",
+    )
+    parser.add_argument(
+        "--max-file-mb",
+        type=int,
+        metavar="MIB",
+        help="files larger than this are not read and get error too_large"
+        " ([extract] max_file_mb, default 1024, at most 2047)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="BLAS/OpenMP/numba threads per Python worker ([extract] threads, default 1)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the table's earlier runs and extract every file again",
+    )
+    add_spark_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, *, spark=None) -> int:
+    """Run the job; ``spark`` is an existing session to use instead of building one."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        extract = override(
+            config.extract,
+            glob=args.glob,
+            max_duration=args.max_duration,
+            fma_compat=args.fma_compat,
+            batch_size=args.batch_size,
+            partitions=args.partitions,
+            chunk_files=args.chunk_files,
+            max_file_mb=args.max_file_mb,
+            threads=args.threads,
+        )
+        conf = session_conf({**config.spark, **parse_spark_overrides(args.conf)}, extract)
+    except ConfigError as error:
+        print(f"extract_features: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if spark is None:
+        spark = build_session("fmagenre-extract-features", master=args.master, conf=conf)
+    try:
+        summary = run_extraction(
+            spark, inputs=args.input, output=args.output, config=extract, overwrite=args.overwrite
+        )
+    except (FileNotFoundError, OutputLayoutError) as error:
+        print(f"extract_features: {error}", file=sys.stderr)
+        return EXIT_BAD_PATH
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

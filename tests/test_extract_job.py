@@ -1,0 +1,238 @@
+"""jobs/extract_features.py end to end on generated MP3s, with the real local SparkSession."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmagenre.feature_table import FEATURE_SCHEMA, MARKER, read_features
+from fmagenre.features import EXTRACTOR_VERSION, extract_file
+from fmagenre.names import flat_names
+
+# Python workers must run this interpreter, which has the project's dependencies.
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD_REASONS = ("empty", "truncated", "not_audio", "silent")
+
+
+@pytest.fixture(scope="module")
+def job():
+    spec = importlib.util.spec_from_file_location("extract_job", ROOT / "jobs/extract_features.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _local(path: str) -> Path:
+    """A local path from the table's ``file:`` URI."""
+    assert path.startswith("file:/")
+    return Path(path[len("file:") :])
+
+
+def _run(job, spark, capsys, corpus: Path, output: Path, *options: str) -> dict:
+    """Run the job, check its printed summary, and return summary.json."""
+    argv = ["--input", str(corpus), "--output", str(output), *options]
+    assert job.main(argv, spark=spark) == 0
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if line.lstrip().startswith("summary "))
+    summary = json.loads(Path(line.split()[-1]).read_text())
+    assert f"files seen            {summary['files_seen']}" in printed
+    assert f"processed             {summary['processed']}" in printed
+    return summary
+
+
+def _tiny_corpus(sample, directory: Path, *names: str) -> Path:
+    """Copies of sample tracks (by index) and bad files (by reason) under FMA-like names."""
+    for i, name in enumerate(names):
+        source = (
+            sample.bad_files[name] if name in sample.bad_files else sample.tracks[int(name)].path
+        )
+        target = directory / "000" / f"{100 + i:06d}.mp3"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, job, sample_corpus, tmp_path_factory):
+    """The sample corpus plus a file with a non-FMA name, one too large, one not matched."""
+    root = tmp_path_factory.mktemp("extract")
+    corpus = root / "corpus"
+    shutil.copytree(sample_corpus.audio_dir, corpus)
+    (corpus / "extra").mkdir()
+    shutil.copy(sample_corpus.tracks[0].path, corpus / "extra" / "odd [1] name.mp3")
+    (corpus / "extra" / "notes.txt").write_text("not matched by *.mp3\n")
+    big = corpus / "999" / "999999.mp3"
+    big.parent.mkdir()
+    big.write_bytes(np.random.default_rng(0).bytes(2**20 + 1000))
+    output = root / "features"
+    argv = ["--input", str(corpus), "--output", str(output), "--chunk-files", "6"]
+    argv += ["--batch-size", "2", "--partitions", "3", "--max-file-mb", "1"]
+    assert job.main(argv, spark=spark) == 0
+    rows = {row.path: row for row in read_features(spark, str(output)).collect()}
+    (summary_file,) = output.glob("runs/*/summary.json")
+    return {
+        "corpus": corpus,
+        "output": output,
+        "rows": rows,
+        "summary": json.loads(summary_file.read_text()),
+        "big": big,
+    }
+
+
+def test_one_row_per_file_with_the_table_schema(spark, first_run, sample_corpus):
+    rows = first_run["rows"]
+    files = {p for p in first_run["corpus"].rglob("*.mp3")}
+    assert len(files) == len(sample_corpus.tracks) + len(sample_corpus.bad_files) + 2
+    assert {_local(path) for path in rows} == files
+    frame = read_features(spark, str(first_run["output"]))
+    assert frame.schema == FEATURE_SCHEMA
+    types = dict(frame.dtypes)
+    assert types["track_id"] == "bigint" and types["file_size"] == "bigint"
+    assert all(types[name] == "float" for name in flat_names())
+    assert types["features"] == "array<float>"
+    for row in rows.values():
+        name = _local(row.path).name
+        assert row.track_id == (int(name[:6]) if name[:6].isdigit() else None)
+        assert row.file_size == _local(row.path).stat().st_size
+        assert row.chunk_id.startswith(first_run["summary"]["run_id"] + "/chunk-")
+
+
+def test_bad_files_have_error_rows_with_reasons(first_run, sample_corpus):
+    rows = {
+        _local(path).relative_to(first_run["corpus"]): row
+        for path, row in first_run["rows"].items()
+    }
+
+    def row_of(reason):
+        return rows[sample_corpus.bad_files[reason].relative_to(sample_corpus.audio_dir)]
+
+    for reason in BAD_REASONS:
+        row = row_of(reason)
+        assert (row.status, row.error_reason) == ("error", reason)
+        assert row.error.startswith(f"{reason}: ")
+        assert row.features is None and row.mfcc_mean_01 is None
+    big = rows[first_run["big"].relative_to(first_run["corpus"])]
+    assert (big.status, big.error_reason) == ("error", "too_large")
+    assert "over the max_file_mb limit of 1 MiB" in big.error
+    silent = row_of("silent")
+    assert silent.duration_s == pytest.approx(3.0, abs=0.1) and silent.sample_rate == 22050
+    short = row_of("short")
+    assert short.status == "ok" and short.error is None and short.error_reason is None
+
+
+def test_features_equal_extract_file(first_run):
+    ok = [row for row in first_run["rows"].values() if row.status == "ok"]
+    assert len(ok) == len(first_run["rows"]) - len(BAD_REASONS) - 1
+    nan_values = 0
+    for row in ok:
+        expected = extract_file(_local(row.path)).to_numpy()
+        flat = np.array([row[name] for name in flat_names()], dtype=np.float64)
+        assert not any(row[name] is None for name in flat_names())  # NaN stays NaN, not null
+        np.testing.assert_allclose(flat, expected, rtol=1e-6, equal_nan=True)
+        np.testing.assert_array_equal(np.array(row.features, dtype=np.float32), flat)
+        assert row.extractor_version == EXTRACTOR_VERSION
+        assert row.analysed_s == pytest.approx(row.duration_s) and row.extract_s > 0
+        nan_values += int(np.isnan(flat).sum())
+    assert nan_values > 0  # the 0.3 s clip has undefined statistics: NaN, as in FMA's CSV
+
+
+def test_summary_counts_and_published_chunks(first_run):
+    summary = first_run["summary"]
+    n = len(first_run["rows"])
+    assert summary["files_seen"] == summary["processed"] == n and summary["skipped"] == 0
+    assert summary["ok"] == n - len(BAD_REASONS) - 1
+    assert summary["errors"] == {reason: 1 for reason in (*BAD_REASONS, "too_large")}
+    assert summary["missing"] == 0
+    assert summary["chunks"] == -(-n // 6)
+    assert summary["config"]["batch_size"] == 2 and summary["config"]["max_file_mb"] == 1
+    assert summary["analysed_s"] > 0 and summary["x_real_time"] > 0
+    markers = sorted(first_run["output"].glob(f"runs/*/chunk-*/{MARKER}"))
+    assert len(markers) == summary["chunks"]
+    assert sum(json.loads(marker.read_text())["rows"] for marker in markers) == n
+
+
+def test_resume_processes_only_new_files_and_earlier_errors(
+    spark, job, capsys, sample_corpus, tmp_path
+):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "0", "1", "not_audio")
+    output = tmp_path / "features"
+    first = _run(job, spark, capsys, corpus, output)
+    assert (first["processed"], first["ok"], first["errors"]) == (3, 2, {"not_audio": 1})
+
+    added = corpus / "000" / "000777.mp3"
+    shutil.copy(sample_corpus.tracks[2].path, added)
+    second = _run(job, spark, capsys, corpus, output)
+    assert (second["files_seen"], second["skipped"], second["processed"]) == (4, 2, 2)
+    assert (second["ok"], second["errors"]) == (1, {"not_audio": 1})
+
+    rows = {_local(row.path): row for row in read_features(spark, str(output)).collect()}
+    assert len(rows) == 4
+    latest = {path for path, row in rows.items() if row.chunk_id.startswith(second["run_id"])}
+    assert latest == {added, corpus / "000" / "000102.mp3"}
+
+    again = _run(job, spark, capsys, corpus, output, "--overwrite")
+    assert (again["skipped"], again["processed"], again["ok"]) == (0, 4, 3)
+    assert [p.name for p in (output / "runs").iterdir()] == [again["run_id"]]
+    assert read_features(spark, str(output)).count() == 4
+
+
+def test_killed_run_is_ignored_and_its_files_redone(spark, job, capsys, sample_corpus, tmp_path):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "3", "not_audio")
+    output = tmp_path / "features"
+    first = _run(job, spark, capsys, corpus, output)
+    (chunk,) = (output / "runs" / first["run_id"]).glob("chunk-*")
+
+    # A later run killed before publishing: rows on storage, no marker. It claims success for
+    # the bad file, which readers must not believe.
+    killed = output / "runs" / "run-99991231T000000000000Z-deadbeef" / "chunk-00000"
+    spark.read.parquet(str(chunk)).selectExpr(
+        *(c for c in FEATURE_SCHEMA.names if c not in ("status", "chunk_id")),
+        "'ok' AS status",
+        "'run-99991231T000000000000Z-deadbeef/chunk-00000' AS chunk_id",
+    ).write.parquet(str(killed))
+    rows = {_local(r.path).name: r for r in read_features(spark, str(output)).collect()}
+    assert rows["000101.mp3"].status == "error"
+    assert {r.chunk_id for r in rows.values()} == {f"{first['run_id']}/chunk-00000"}
+
+    # The killed run alone: its files count as not done.
+    alone = tmp_path / "alone"
+    shutil.copytree(killed, alone / "runs" / killed.parent.name / killed.name)
+    assert read_features(spark, str(alone)).count() == 0
+    redo = _run(job, spark, capsys, corpus, alone)
+    assert (redo["skipped"], redo["processed"], redo["ok"]) == (0, 2, 1)
+    assert read_features(spark, str(alone)).count() == 2
+
+
+def test_missing_input_and_foreign_output_exit_2(spark, job, capsys, tmp_path):
+    argv = ["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")]
+    assert job.main(argv, spark=spark) == job.EXIT_BAD_PATH
+    assert "does not exist" in capsys.readouterr().err
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "thesis.pdf").write_bytes(b"%PDF")
+    argv = ["--input", str(tmp_path), "--output", str(foreign), "--overwrite"]
+    assert job.main(argv, spark=spark) == job.EXIT_BAD_PATH
+    assert "is not a feature table (it holds thesis.pdf)" in capsys.readouterr().err
+    assert (foreign / "thesis.pdf").exists()
+
+
+def test_help_explains_every_option(job, capsys):
+    with pytest.raises(SystemExit) as done:
+        job.parse_args(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--input --output --config --glob --max-duration --fma-compat --no-fma-compat"
+        " --batch-size --partitions --chunk-files --max-file-mb --threads --overwrite --master"
+        " --conf"
+    ).split():
+        assert option in text
