@@ -11,7 +11,7 @@ OUT := out
 JAVA_HOME = $(shell $(BIN)/python -m fmagenre.spark 2>/dev/null)
 SPARK_SUBMIT = JAVA_HOME=$(JAVA_HOME) PYSPARK_PYTHON=$(abspath $(BIN)/python) \
 	PYSPARK_DRIVER_PYTHON=$(abspath $(BIN)/python) $(BIN)/spark-submit --master "local[*]" \
-	--conf spark.ui.showConsoleProgress=false
+	--conf spark.ui.showConsoleProgress=false --conf spark.log.level=WARN
 
 .PHONY: run test lint bench clean
 

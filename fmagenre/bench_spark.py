@@ -53,7 +53,6 @@ def write_tracks(directory: Path, *, count: int, low: float, high: float, sr: in
 
 
 def _session(cores: int, config: ExtractConfig):
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return build_session(
         f"fmagenre-bench-local{cores}",
         master=f"local[{cores}]",

@@ -88,6 +88,9 @@ def build_session(
         Extra Spark settings, applied before the session starts.
     """
     ensure_java()
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Workers run this interpreter (and its packages), not whatever python3 is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +13,6 @@ import pytest
 from fmagenre.feature_table import FEATURE_SCHEMA, MARKER, read_features
 from fmagenre.features import EXTRACTOR_VERSION, extract_file
 from fmagenre.names import flat_names
-
-# Python workers must run this interpreter, which has the project's dependencies.
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD_REASONS = ("empty", "truncated", "not_audio", "silent")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +16,6 @@ from fmagenre.extract import run_extraction
 from fmagenre.feature_table import read_features
 from fmagenre.fma_csv import FMA_VERSION, FmaCsvError, parse_header
 from fmagenre.names import feature_index, flat_names
-
-# Python workers must run this interpreter, which has the project's dependencies.
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 ROOT = Path(__file__).resolve().parent.parent
 
