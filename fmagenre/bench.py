@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m fmagenre.bench extract`` and ``python -m fmagenre.bench spark``.
+"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis``.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -7,6 +7,7 @@ measured side by side in one run (alternating the implementations) and medians a
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import subprocess
@@ -119,12 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         default=600.0,
         help="seconds of the track whose peak memory is measured (0 skips)",
     )
-    sub.add_parser("spark", help="the Spark extraction job: scaling and overhead", add_help=False)
+    delegated = {
+        "spark": ("fmagenre.bench_spark", "the Spark extraction job: scaling and overhead"),
+        "analysis": ("fmagenre.bench_analysis", "the algorithm x feature-set grid of the thesis"),
+    }
+    for name, (_, text) in delegated.items():
+        sub.add_parser(name, help=text, add_help=False)
     args, rest = parser.parse_known_args(argv)
-    if args.command == "spark":
-        from fmagenre.bench_spark import main as spark_main
-
-        return spark_main(rest)
+    if args.command in delegated:
+        module = importlib.import_module(delegated[args.command][0])
+        return module.main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     bench_extract(args)

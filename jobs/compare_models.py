@@ -1,0 +1,161 @@
+"""Model comparison job: feature sets x algorithms, the thesis' Tables 3-6, in parallel on Spark.
+
+python jobs/compare_models.py --features out/features --labels out/labels --output out/compare \
+    --columns-file out/select/columns.txt --cell-timeout 1800
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fmagenre.analysis_cli import (
+    EXIT_BAD_INPUT,
+    add_input_arguments,
+    fail,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    session,
+)
+from fmagenre.analysis_io import AnalysisInputError
+from fmagenre.compare import (
+    DEFAULT_MAX_TEST_ROWS,
+    DEFAULT_MAX_TRAIN_ROWS,
+    DEFAULT_SLOW_KERNEL_ROWS,
+    pivot,
+    run,
+)
+from fmagenre.config import ConfigError
+from fmagenre.feature_sets import (
+    THESIS_COMBINATIONS,
+    THESIS_PCA_COMPONENTS,
+    FeatureSetError,
+    parse_name_list,
+)
+from fmagenre.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT, SLOW_KERNELS
+
+PROG = "compare_models"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Fit every algorithm on every feature set (each MIR family, combinations, all,"
+            " the selected columns, PCA) on sampled training tracks, score it on the test"
+            " tracks, one Spark task per cell under a time limit. Writes results.csv,"
+            " tables.md (accuracy, kappa, macro F1, fit minutes) and heatmap.png; a failed"
+            " or timed-out cell is reported in its row."
+        ),
+        epilog=f"Exit status: 0 done (failed cells included), {EXIT_BAD_INPUT} bad input.",
+    )
+    add_input_arguments(parser)
+    parser.add_argument(
+        "--columns-file",
+        metavar="PATH",
+        help="column list (one name per line, # comments), e.g. select_features' columns.txt:"
+        " adds the 'selected' feature set",
+    )
+    parser.add_argument(
+        "--combinations",
+        default=",".join(THESIS_COMBINATIONS),
+        metavar="A+B,...",
+        help="family combinations added as feature sets, comma-separated, '' for none"
+        " (default: the thesis' six)",
+    )
+    parser.add_argument(
+        "--pca-components",
+        type=non_negative_int,
+        default=THESIS_PCA_COMPONENTS,
+        metavar="N",
+        help="components of the 'pca' feature set, 0 leaves it out (default %(default)s)",
+    )
+    parser.add_argument(
+        "--feature-sets",
+        metavar="NAME,...",
+        help="run only these feature sets: families, combinations, all, selected, pca",
+    )
+    parser.add_argument(
+        "--algorithms",
+        metavar="NAME,...",
+        help=f"run only these algorithms, of {', '.join(ALGORITHMS)}",
+    )
+    parser.add_argument(
+        "--max-train-rows",
+        type=positive_int,
+        default=DEFAULT_MAX_TRAIN_ROWS,
+        metavar="N",
+        help="most training tracks sampled and broadcast (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-test-rows",
+        type=positive_int,
+        default=DEFAULT_MAX_TEST_ROWS,
+        metavar="N",
+        help="most test tracks sampled and broadcast (default %(default)s)",
+    )
+    parser.add_argument(
+        "--slow-kernel-rows",
+        type=non_negative_int,
+        default=DEFAULT_SLOW_KERNEL_ROWS,
+        metavar="N",
+        help=f"most training tracks of the {' and '.join(SLOW_KERNELS)} cells, 0 for no limit"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=positive_float,
+        default=DEFAULT_CELL_TIMEOUT,
+        metavar="SECONDS",
+        help="time limit of each cell's fit and scoring (default %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, *, spark=None) -> int:
+    """Run the job; ``spark`` is an existing session to use instead of building one."""
+    args = parse_args(argv)
+    try:
+        combinations = parse_name_list(args.combinations) if args.combinations else []
+        algorithms = parse_name_list(args.algorithms) if args.algorithms else None
+        for name in algorithms or []:
+            if name not in ALGORITHMS:
+                raise FeatureSetError(
+                    f"unknown algorithm {name!r} (choose from {', '.join(ALGORITHMS)})"
+                )
+        feature_sets = parse_name_list(args.feature_sets) if args.feature_sets else None
+        if spark is None:
+            spark = session(args, "fmagenre-compare-models")
+        results, paths = run(
+            spark,
+            features=args.features,
+            labels=args.labels,
+            output=args.output,
+            columns_file=args.columns_file,
+            combinations=combinations,
+            pca_components=args.pca_components,
+            feature_sets=feature_sets,
+            algorithms=algorithms,
+            max_train_rows=args.max_train_rows,
+            max_test_rows=args.max_test_rows,
+            slow_kernel_rows=args.slow_kernel_rows,
+            cell_timeout=args.cell_timeout,
+            seed=args.seed,
+        )
+    except (AnalysisInputError, ConfigError, FeatureSetError) as error:
+        return fail(PROG, error)
+    counts = results["status"].value_counts()
+    print(
+        f"{len(results)} cells: "
+        + ", ".join(f"{counts.get(status, 0)} {status}" for status in ("ok", "error", "timeout"))
+    )
+    print("accuracy (%):")
+    print(pivot(results, "accuracy", scale=100).round(2).to_string())
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
