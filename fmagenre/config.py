@@ -96,6 +96,10 @@ class EmrConfig:
     master_instance_type: str = "m6i.xlarge"
     core_instance_type: str = "m6i.4xlarge"
     core_instance_count: int = 4
+    #: Executors per core node (vCPUs / spark.executor.cores). The train step runs with this
+    #: many x core_instance_count static executors: XGBoost's barrier mode refuses dynamic
+    #: allocation.
+    executors_per_node: int = 4
     #: Core nodes on the spot market (extraction tolerates lost executors: tasks re-run).
     spot: bool = False
     #: Seconds idle before the cluster terminates itself (EMR allows 60 to 604800).
@@ -116,10 +120,9 @@ class EmrConfig:
             raise ValueError(f"environment must be bootstrap or archive, got {self.environment!r}")
         if self.deploy_mode not in ("cluster", "client"):
             raise ValueError(f"deploy_mode must be cluster or client, got {self.deploy_mode!r}")
-        if self.core_instance_count < 1:
-            raise ValueError(
-                f"core_instance_count must be at least 1, got {self.core_instance_count}"
-            )
+        for name in ("core_instance_count", "executors_per_node"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 60 <= self.idle_timeout_s <= 604800:
             raise ValueError(f"idle_timeout_s must be 60 to 604800, got {self.idle_timeout_s}")
         if self.bucket.startswith("s3://") or "/" in self.bucket:

@@ -270,12 +270,13 @@ def add_steps_request(
     for name in steps:
         if name not in STEPS:
             raise ConfigError(f"unknown step {name!r}; steps are {', '.join(STEPS)}")
+        conf, extra = train_settings(cfg, spark_conf) if name == "train" else (spark_conf, [])
         args = ["spark-submit", "--deploy-mode", cfg.deploy_mode, "--files", conf_file]
         args += _python_conf(cfg)
-        for key, value in sorted(spark_conf.items()):
+        for key, value in sorted(conf.items()):
             args += ["--conf", f"{key}={value}"]
         args += [f"{root}/jobs/{JOB_SCRIPTS[name]}", "--config", _config_argument(cfg)]
-        args += step_arguments(name, where)
+        args += step_arguments(name, where) + extra
         result.append(
             {
                 "Name": f"fmagenre {name}",
@@ -284,6 +285,24 @@ def add_steps_request(
             }
         )
     return {"JobFlowId": cluster_id, "Steps": result}
+
+
+def train_settings(cfg: EmrConfig, spark_conf: dict) -> tuple[dict, list[str]]:
+    """The train step's Spark settings and extra job arguments.
+
+    XGBoost trains in barrier mode, which Spark refuses under dynamic allocation: the step
+    gets a fixed set of ``core_instance_count x executors_per_node`` executors, and as many
+    XGBoost workers as they have task slots.
+    """
+    executors = cfg.core_instance_count * cfg.executors_per_node
+    cores = int(spark_conf.get("spark.executor.cores", 1))
+    task_cpus = int(spark_conf.get("spark.task.cpus", 1))
+    conf = {
+        **spark_conf,
+        "spark.dynamicAllocation.enabled": "false",
+        "spark.executor.instances": str(executors),
+    }
+    return conf, ["--xgb-workers", str(max(1, executors * cores // task_cpus))]
 
 
 def _config_argument(cfg: EmrConfig) -> str:

@@ -87,12 +87,21 @@ def hadoop_fs(spark: SparkSession, path: str):
     return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
 
 
-def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Create (or replace) a small text file through Hadoop: one object on S3, seen at close."""
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` (any Hadoop path) exists."""
+    fs, hadoop_path = hadoop_fs(spark, path)
+    return bool(fs.exists(hadoop_path))
+
+
+def write_bytes(spark: SparkSession, path: str, data: str | bytes) -> None:
+    """Create (or replace) a small file through Hadoop: one object on S3, seen at close.
+
+    Text is written as UTF-8.
+    """
     fs, hadoop_path = hadoop_fs(spark, path)
     stream = fs.create(hadoop_path, True)
     try:
-        stream.write(bytearray(text.encode("utf-8")))
+        stream.write(bytearray(data.encode("utf-8") if isinstance(data, str) else data))
     finally:
         stream.close()
 
@@ -165,14 +174,14 @@ def publish_chunk(spark: SparkSession, frame: DataFrame, output: str, chunk: str
         else:
             stats["errors"][row.error_reason] = row.n
     stats["published_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_text(spark, f"{directory}/{MARKER}", json.dumps(stats, indent=2) + "\n")
+    write_bytes(spark, f"{directory}/{MARKER}", json.dumps(stats, indent=2) + "\n")
     return stats
 
 
 def write_summary(spark: SparkSession, output: str, run_id: str, summary: Mapping) -> str:
     """Write a run's summary as ``summary.json`` in its directory; return its path."""
     path = f"{run_path(output, run_id)}/{SUMMARY}"
-    write_text(spark, path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_bytes(spark, path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return path
 
 

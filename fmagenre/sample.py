@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,14 +94,20 @@ def audio_path(audio_dir: Path, track_id: int) -> Path:
     return audio_dir / name[:3] / f"{name}.mp3"
 
 
-def _genres_of(index: int, style: str, rng: np.random.Generator) -> tuple[list[int], bool]:
-    """(track genres, whether genre_top is left blank) for the index-th track of a style."""
+def _genres_of(
+    index: int, style: str, styles: list[str], rng: np.random.Generator
+) -> tuple[list[int], bool]:
+    """(track genres, whether genre_top is left blank) for the index-th track of a style.
+
+    A second root, when there is one, is another of the generated ``styles``.
+    """
     top = TOP_GENRES[style]
     subs = [g for g, parent, _ in SUB_GENRES if parent == top]
     own = [subs[0]] if subs and index % 2 else [top]
     blank = bool(rng.random() < 0.4)
-    if index % 4 == 3:  # a second root: majority stays with the style when it has two ids
-        other = [g for g in TOP_GENRES.values() if g != top][index % (len(TOP_GENRES) - 1)]
+    others = [gid for name, gid in TOP_GENRES.items() if name in styles and name != style]
+    if index % 4 == 3 and others:  # a second root: majority stays with the style if it has two
+        other = others[index % len(others)]
         own = sorted({top, *own, other}) if subs else [top, other]
     return own, blank
 
@@ -111,6 +118,7 @@ def generate_sample(
     tracks_per_genre: int = 4,
     min_duration: float = 10.0,
     max_duration: float = 20.0,
+    genres: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Sample:
     """Write the sample corpus under ``out_dir`` and describe it.
@@ -120,9 +128,12 @@ def generate_sample(
     out_dir : str or Path
         Created if missing; files already there are overwritten.
     tracks_per_genre : int
-        Good tracks per style (ten styles).
+        Good tracks per style.
     min_duration, max_duration : float
         Range of track lengths in seconds.
+    genres : sequence of str or None
+        Styles to generate (keys of :data:`fmagenre.synth.STYLES`); None for all ten. The bad
+        files are labelled with the first.
     seed : int
         Same seed, same bytes.
     """
@@ -131,12 +142,16 @@ def generate_sample(
             "need tracks_per_genre >= 1 and 0 < min_duration <= max_duration, got "
             f"{tracks_per_genre}, {min_duration}, {max_duration}"
         )
+    styles = list(STYLES if genres is None else genres)
+    unknown = [name for name in styles if name not in STYLES]
+    if unknown or not styles or len(set(styles)) != len(styles):
+        raise ValueError(f"genres must be distinct names among {', '.join(STYLES)}, got {styles}")
     rng = np.random.default_rng(seed)
     sample = Sample(Path(out_dir))
     metadata = []
     track_id = 2  # FMA's first track id
     for index in range(tracks_per_genre):
-        for style in STYLES:
+        for style in styles:
             sr = SAMPLE_RATES[(track_id + index) % len(SAMPLE_RATES)]
             channels = 1 + track_id % 2
             duration = float(np.round(rng.uniform(min_duration, max_duration), 2))
@@ -144,7 +159,7 @@ def generate_sample(
             path = audio_path(sample.audio_dir, track_id)
             _write_mp3(path, y, sr, channels)
             sample.tracks.append(SampleTrack(track_id, path, style, sr, channels, duration))
-            genres, blank = _genres_of(index, style, rng)
+            genres, blank = _genres_of(index, style, styles, rng)
             metadata.append(_track_meta(track_id, style, genres, None if blank else style, rng))
             track_id += int(rng.integers(1, 4))  # FMA's ids have gaps
     # The last good track has no genre at all: the labels job drops it.
@@ -155,7 +170,8 @@ def generate_sample(
         track_id += 1
         bad_ids[reason] = track_id
         sample.bad_files[reason] = audio_path(sample.audio_dir, track_id)
-        metadata.append(_track_meta(track_id, "Rock", [TOP_GENRES["Rock"]], "Rock", rng))
+        label = styles[0]
+        metadata.append(_track_meta(track_id, label, [TOP_GENRES[label]], label, rng))
     _write_bad_files(sample.bad_files, seed)
 
     genre_rows = [(gid, 0, title) for title, gid in TOP_GENRES.items()] + list(SUB_GENRES)
@@ -207,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracks-per-genre", type=int, default=4, help="default %(default)s")
     parser.add_argument("--min-duration", type=float, default=10.0, help="seconds")
     parser.add_argument("--max-duration", type=float, default=20.0, help="seconds")
+    parser.add_argument(
+        "--genres",
+        metavar="LIST",
+        help=f"comma-separated styles to generate, among {', '.join(STYLES)}; default all",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -216,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             tracks_per_genre=args.tracks_per_genre,
             min_duration=args.min_duration,
             max_duration=args.max_duration,
+            genres=args.genres.split(",") if args.genres else None,
             seed=args.seed,
         )
     except ValueError as exc:

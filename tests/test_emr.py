@@ -221,3 +221,18 @@ def test_missing_wheel_says_to_package(tmp_path, capsys, config_file):
     )
     assert code == 2
     assert "run `python -m fmagenre.emr package` first" in capsys.readouterr().err
+
+
+def test_train_step_runs_static_executors_and_as_many_xgboost_workers():
+    cfg = _cfg(core_instance_count=3, executors_per_node=2)
+    conf = {"spark.dynamicAllocation.enabled": "true", "spark.executor.cores": "4"}
+    where = emr.Locations(audio="s3://b/audio", work="s3://b/work")
+    steps = emr.add_steps_request(cfg, "j-1", ["extract", "train"], where, conf)["Steps"]
+    extract, train = (step["HadoopJarStep"]["Args"] for step in steps)
+    assert "spark.dynamicAllocation.enabled=true" in extract
+    assert "spark.dynamicAllocation.enabled=false" in train
+    assert "spark.executor.instances=6" in train
+    assert train[-2:] == ["--xgb-workers", "24"]
+    assert train[train.index("--features") + 1] == "s3://b/work/features"
+    with pytest.raises(ValueError, match="executors_per_node must be at least 1"):
+        _cfg(executors_per_node=0)

@@ -1,0 +1,164 @@
+"""jobs/predict.py end to end: feature Parquet, a feature table and MP3s, with error rows."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from analysis_inputs import load_job
+
+from fmagenre.classifiers import MODEL_NAMES
+from fmagenre.config import ExtractConfig
+from fmagenre.extract import run_extraction
+from fmagenre.feature_selection import columns_of_families
+from fmagenre.search_space import LogUniform
+from fmagenre.synthetic_features import write_synthetic_tables
+from fmagenre.training import TrainOptions, run
+
+GENRES = {"Rock": 0.4, "Folk": 0.35, "Jazz": 0.25}
+COLUMNS = columns_of_families(["zcr", "rmse", "spectral_centroid"])
+# One candidate of fixed parameters: these tests are about prediction, not the search.
+FIXED = {
+    "lr": {"regParam": LogUniform(0.01, 0.01), "elasticNetParam": LogUniform(0.1, 0.1)}
+    | {"maxIter": LogUniform(15, 15, integer=True)},
+    "svc": {"regParam": LogUniform(0.01, 0.01), "maxIter": LogUniform(8, 8, integer=True)},
+    "xgb": {"n_estimators": LogUniform(10, 10, integer=True)},
+}
+OUTPUT_COLUMNS = ["track_id", "path", "status", "error", "genre", "prediction"] + [
+    f"vote_{name}" for name in MODEL_NAMES
+]
+BAD = ("empty", "truncated", "not_audio", "silent")  # the sample's files that fail
+
+
+@pytest.fixture(scope="module")
+def job():
+    return load_job("predict")
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """A model trained on 150 synthetic tracks of 3 genres, and its training tables."""
+    root = tmp_path_factory.mktemp("predict")
+    features, labels = write_synthetic_tables(
+        root, rows=150, genre_shares=GENRES, columns=COLUMNS, separation=1.0, seed=2
+    )
+    model_dir = root / "model_dir"
+    options = TrainOptions(columns=tuple(COLUMNS), candidates=1, folds=2, search_spaces=FIXED)
+    run(spark, features=features, labels=labels, output=str(model_dir), options=options)
+    return root, features, labels, str(model_dir)
+
+
+def _predict(job, spark, *argv: str) -> str:
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert job.main(list(argv), spark=spark) == 0
+    return printed.getvalue()
+
+
+def test_predicts_feature_parquet(spark, job, trained, tmp_path):
+    _, features, labels, model_dir = trained
+    output = tmp_path / "predictions"
+    printed = _predict(
+        job, spark, "--model", model_dir, "--input", features, "--output", str(output)
+    )
+    assert printed.startswith("predict: 150 rows (features input), 150 ok, 0 errors")
+    table = pq.read_table(output).to_pandas()
+    assert list(table.columns) == OUTPUT_COLUMNS
+    assert table["genre"].notna().all() and set(table["genre"]) <= set(GENRES)
+    for name in MODEL_NAMES:
+        assert set(table[f"vote_{name}"]) <= set(GENRES)
+    truth = pq.read_table(labels).to_pandas().set_index("track_id")["genre_top"]
+    # Separable training data (genre means 11 noise deviations apart): nearly all right.
+    accuracy = (table.set_index("track_id")["genre"] == truth).mean()
+    assert accuracy > 0.9
+
+
+def test_mp3s_and_their_feature_table_get_the_same_predictions(
+    spark, job, trained, sample_corpus, tmp_path
+):
+    _, _, _, model_dir = trained
+    audio = str(sample_corpus.audio_dir)
+    table = tmp_path / "features"
+    run_extraction(spark, inputs=[audio], output=str(table), config=ExtractConfig(partitions=2))
+    from_table, from_audio = tmp_path / "from_table", tmp_path / "from_audio"
+    printed = _predict(
+        job, spark, "--model", model_dir, "--input", str(table), "--output", str(from_table)
+    )
+    assert "(features input)" in printed
+    printed = _predict(
+        job, spark, "--model", model_dir, "--input", audio, "--output", str(from_audio)
+    )
+    files = len(sample_corpus.tracks) + len(sample_corpus.bad_files)
+    assert printed.startswith(
+        f"predict: {files} rows (audio input), {files - len(BAD)} ok, {len(BAD)} errors"
+    )
+    rows = {}
+    for output in (from_table, from_audio):
+        frame = pq.read_table(output).to_pandas().sort_values("path").reset_index(drop=True)
+        assert list(frame.columns) == OUTPUT_COLUMNS and len(frame) == files
+        rows[output.name] = frame
+    audio_rows = rows["from_audio"]
+    assert audio_rows.equals(rows["from_table"])
+    by_file = {
+        Path(path[len("file:") :]): row for path, row in audio_rows.set_index("path").iterrows()
+    }
+    for reason in BAD:
+        row = by_file[sample_corpus.bad_files[reason]]
+        assert row["status"] == "error" and reason in row["error"]
+        assert row[["genre", "prediction", *(f"vote_{n}" for n in MODEL_NAMES)]].isna().all()
+    for track in sample_corpus.tracks:
+        row = by_file[track.path]
+        assert row["status"] == "ok" and row["genre"] in GENRES
+        assert row["track_id"] == track.track_id
+
+
+def _fail(job, spark, capsys, *argv: str) -> str:
+    assert job.main(list(argv), spark=spark) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("predict:")]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_bad_inputs(spark, job, capsys, trained, tmp_path):
+    root, features, _, model_dir = trained
+    out = str(tmp_path / "out")
+    line = _fail(job, spark, capsys, "--model", str(root), "--input", features, "--output", out)
+    assert line == (
+        f"predict: {root} holds no trained model ({root}/model is missing): train one with"
+        " jobs/train.py"
+    )
+    missing = str(tmp_path / "nowhere")
+    line = _fail(job, spark, capsys, "--model", model_dir, "--input", missing, "--output", out)
+    assert line == f"predict: input {missing} does not exist"
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    pq.write_table(
+        pq.read_table(features, columns=["track_id", *COLUMNS[:5]]), narrow / "p.parquet"
+    )
+    line = _fail(job, spark, capsys, "--model", model_dir, "--input", str(narrow), "--output", out)
+    assert line.startswith("predict: the input lacks 16 feature column(s) of the model: rmse_")
+    (tmp_path / "empty").mkdir()
+    line = _fail(
+        job,
+        spark,
+        capsys,
+        "--model",
+        model_dir,
+        "--input",
+        str(tmp_path / "empty"),
+        "--output",
+        out,
+    )
+    assert line == f"predict: no file matching *.mp3 under {tmp_path / 'empty'}"
+    line = _fail(
+        job, spark, capsys, "--model", model_dir, "--input", features, "--output", features
+    )
+    assert line == f"predict: {features} already exists: pass --overwrite to replace it"
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(
+            ["--model", model_dir, "--input", features, "--output", out, "--input-format", "csv"]
+        )
+    assert exit_info.value.code == 2
