@@ -56,6 +56,11 @@ def vote_column(name: str) -> str:
     return f"prediction_{name}"
 
 
+def shown_columns(names: Sequence[str]) -> str:
+    """The first ten of ``names`` for a message, `` ...`` when there are more."""
+    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+
+
 def _column(name: str) -> Column:
     """A top-level column, whatever characters its name holds."""
     return F.col("`" + name.replace("`", "``") + "`")
@@ -191,6 +196,11 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
         names = F.array(*(F.lit(label) for label in self.getLabels()))
         return F.try_element_at(names, index.cast("int") + 1)
 
+    def missing_features(self, columns: Sequence[str]) -> list[str]:
+        """The feature columns the model reads that ``columns`` lacks, in the model's order."""
+        present = set(columns)
+        return [column for column in self.getFeatureCols() if column not in present]
+
     def vote(self) -> Column:
         """The winning class index of the sub-models' vote columns."""
         names = self.getModelNames()
@@ -213,10 +223,11 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
         return best.getField("vote")
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        missing = [column for column in self.getFeatureCols() if column not in dataset.columns]
+        missing = self.missing_features(dataset.columns)
         if missing:
-            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise ValueError(f"the input lacks {len(missing)} feature column(s): {shown}")
+            raise ValueError(
+                f"the input lacks {len(missing)} feature column(s): {shown_columns(missing)}"
+            )
         votes = [vote_column(name) for name in self.getModelNames()]
         outputs = [*votes, self.getPredictionCol(), self.getLabelNameCol()]
         clashing = [column for column in outputs if column in dataset.columns]

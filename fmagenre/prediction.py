@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fmagenre.config import ExtractConfig
-from fmagenre.ensemble import VotingEnsembleModel, vote_column
+from fmagenre.ensemble import VotingEnsembleModel, shown_columns, vote_column
 from fmagenre.extract import ARROW_BATCH, extraction_frame, list_inputs
 from fmagenre.feature_table import hadoop_fs, path_exists, published_chunks
 from fmagenre.training import MODEL_DIR
@@ -80,11 +80,11 @@ def predictions(model: VotingEnsembleModel, rows: DataFrame) -> DataFrame:
     PredictionError
         When the rows lack feature columns of the model.
     """
-    missing = [column for column in model.getFeatureCols() if column not in rows.columns]
+    missing = model.missing_features(rows.columns)
     if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise PredictionError(
-            f"the input lacks {len(missing)} feature column(s) of the model: {shown}"
+            f"the input lacks {len(missing)} feature column(s) of the model:"
+            f" {shown_columns(missing)}"
         )
     ok = F.col("status") == "ok" if "status" in rows.columns else F.lit(True)
     kept = [column for column in ("track_id", "path", "status", "error") if column in rows.columns]
