@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train``.
+"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train|cpu-drift``.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "fmagenre.bench_train",
             "search, ensemble and evaluation on a thesis-sized table",
         ),
+        "cpu-drift": ("fmagenre.bench_cpu", "feature drift between this CPU and emulated AVX2"),
     }
     for name, (_, text) in delegated.items():
         sub.add_parser(name, help=text, add_help=False)

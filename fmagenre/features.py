@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import librosa
@@ -40,7 +41,7 @@ import pandas as pd
 import scipy.fft
 from scipy import stats
 
-from fmagenre import audio
+from fmagenre import audio, numba_cache
 from fmagenre.names import FAMILY_SIZES, N_FEATURES, feature_index, flat_names
 
 N_FFT = 2048
@@ -50,7 +51,7 @@ BLOCK_FRAMES = 1024
 LIBROSA_DEFAULT_SR = 22050
 CQT_FALLBACK_SR = 22050
 #: Changes whenever the values or the output schema change.
-EXTRACTOR_VERSION = f"fmagenre-{librosa.__version__}-fma1"
+EXTRACTOR_VERSION = f"fmagenre-{librosa.__version__}-fma2"
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -230,17 +231,14 @@ def _spectral_rows(y: np.ndarray, sr: int, spectral_sr: float) -> tuple[dict, fl
     chroma_fb = librosa.filters.chroma(
         sr=spectral_sr, n_fft=N_FFT, tuning=chroma_peaks.tuning(), n_chroma=12
     )
-    # Layouts as librosa gives them: float32 statistics depend on the memory order.
     rows = {
         "chroma_stft": librosa.util.normalize((power @ chroma_fb.T).T, norm=np.inf, axis=0),
         "rmse": rms[np.newaxis, :],
         "spectral_centroid": centroid[np.newaxis, :],
         "spectral_bandwidth": bandwidth[np.newaxis, :],
-        "spectral_contrast": np.ascontiguousarray(
-            librosa.power_to_db(peak.T) - librosa.power_to_db(valley.T)
-        ),
+        "spectral_contrast": librosa.power_to_db(peak.T) - librosa.power_to_db(valley.T),
         "spectral_rolloff": rolloff[np.newaxis, :],
-        "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(np.ascontiguousarray(mel.T)), n_mfcc=20),
+        "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(mel.T), n_mfcc=20),
     }
     return rows, cqt_peaks.tuning()
 
@@ -268,10 +266,13 @@ def _cqt_rows(y: np.ndarray, sr: int, tuning: float) -> dict:
 
 
 def _statistics(rows: dict[str, np.ndarray]) -> np.ndarray:
-    """The 7 statistics of every row, laid out in FMA's column order, as float32."""
+    """The 7 statistics of every row, laid out in FMA's column order, as float32.
+
+    Computed in float64: float32 sums depend on the SIMD width and the memory layout.
+    """
     values = {}
     for family, size in FAMILY_SIZES.items():
-        x = rows[family]
+        x = rows[family].astype(np.float64)
         if x.shape[0] != size:
             raise AssertionError(f"{family} has {x.shape[0]} rows, expected {size}")
         per_stat = {
@@ -291,6 +292,9 @@ def _statistics(rows: dict[str, np.ndarray]) -> np.ndarray:
 
 def extract(y: np.ndarray, sr: int, *, fma_compat: bool = True) -> np.ndarray:
     """The 518 features of a mono signal, in FMA's column order.
+
+    Unlike :func:`analyse` and :func:`extract_file`, this does not warm numba's cache up
+    first (:func:`fmagenre.numba_cache.warm_up`).
 
     Parameters
     ----------
@@ -357,16 +361,21 @@ def analyse(
     *,
     max_duration: float = audio.DEFAULT_MAX_DURATION,
     fma_compat: bool = True,
+    on_decoded: Callable[[float], None] | None = None,
 ) -> TrackFeatures:
     """Decode and extract one file, turning every failure into a result, never an exception.
 
     Digital silence (all samples zero) is reported as error reason ``silent``: its features
-    exist but carry no information about the music.
+    exist but carry no information about the music. ``on_decoded`` is called with the
+    seconds to analyse once the file is decoded, before the features are computed.
     """
+    numba_cache.warm_up()
     try:
         decoded = audio.decode(source, max_duration=max_duration)
     except audio.AudioDecodeError as exc:
         return TrackFeatures(None, "error", str(exc), exc.reason)
+    if on_decoded is not None:
+        on_decoded(decoded.analysed_s)
     meta = {
         "duration_s": decoded.duration_s,
         "sample_rate": decoded.sr,
@@ -398,6 +407,7 @@ def extract_file(
     fmagenre.audio.AudioDecodeError
         When the file cannot be decoded.
     """
+    numba_cache.warm_up()
     decoded = audio.decode(source, max_duration=max_duration)
     values = extract(decoded.y, decoded.sr, fma_compat=fma_compat)
     return pd.Series(values, index=feature_names(), dtype=np.float32)

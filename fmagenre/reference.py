@@ -16,6 +16,9 @@ Two details are FMA's, kept on purpose so that our numbers match ``features.csv`
   (``fma_compat=False`` passes the true rate instead);
 - the CQT has 12 bins per octave, so ``chroma_cqt``/``chroma_cens`` are told so explicitly
   (librosa >= 0.6 would otherwise assume 36).
+
+One detail is not FMA's: the statistics are computed in float64, not float32, whose rounding
+depends on the CPU's SIMD width and on the rows' memory layout.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def reference_features(y: np.ndarray, sr: int, *, fma_compat: bool = True) -> pd
 
     values = {}
     for family, size in FAMILY_SIZES.items():
-        x = rows[family]
+        x = rows[family].astype(np.float64)  # float32 sums depend on the SIMD width
         assert x.shape[0] == size, (family, x.shape)
         per_stat = {
             "mean": np.mean(x, axis=1),
