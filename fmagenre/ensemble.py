@@ -272,21 +272,22 @@ class _VotingEnsembleWriter(MLWriter):
         for part in parts.values():
             if not isinstance(part, MLWritable):
                 raise ValueError(f"{part.uid} cannot be saved: it is not MLWritable")
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession)
+        # A SparkContext: Spark 3.5 takes nothing else, Spark 4 also takes a session.
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
         for part_path, part in parts.items():
             part.write().session(self.sparkSession).save(part_path)
 
 
 class _VotingEnsembleReader(MLReader):
     def load(self, path: str) -> VotingEnsembleModel:
-        metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)
+        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
         expected = f"{VotingEnsembleModel.__module__}.{VotingEnsembleModel.__name__}"
         if metadata["class"] != expected:
             raise ValueError(f"{path} holds a {metadata['class']}, not a {expected}")
         names = metadata["paramMap"]["modelNames"]
 
         def load(part_path: str) -> Transformer:
-            return DefaultParamsReader.loadParamsInstance(part_path, self.sparkSession)
+            return DefaultParamsReader.loadParamsInstance(part_path, self.sc)
 
         ensemble = VotingEnsembleModel(
             preprocessing=load(_preprocessing_path(path)),

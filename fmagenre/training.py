@@ -211,7 +211,7 @@ def run(
             read_labels(spark, labels),
             columns=columns,
             class_weights=settings.weighted,
-            min_train_rows=options.folds,
+            folds=options.folds,
         )
         train = data.split("train")
         train_counts = data.counts["train"]

@@ -24,7 +24,7 @@ from fmagenre.classifiers import (
 )
 from fmagenre.ensemble import VotingEnsembleModel
 from fmagenre.feature_selection import columns_of_families
-from fmagenre.synthetic_features import synthetic_tables
+from fmagenre.synthetic_features import write_synthetic_tables
 
 LABELS = ["Blues", "Jazz", "Rock", "Pop"]
 
@@ -178,7 +178,8 @@ def test_invalid_ensembles_are_refused(votes):
 
 def test_real_models_predict_the_same_after_reloading(spark, tmp_path):
     columns = columns_of_families(["zcr", "rmse", "spectral_centroid"])
-    features, labels = synthetic_tables(
+    features, labels = write_synthetic_tables(
+        tmp_path / "tables",
         rows=240,
         genre_shares=dict.fromkeys(LABELS, 1.0),
         columns=columns,
@@ -186,9 +187,7 @@ def test_real_models_predict_the_same_after_reloading(spark, tmp_path):
         nan_fraction=0.01,
         seed=3,
     )
-    table = spark.createDataFrame(features.to_pandas()).join(
-        spark.createDataFrame(labels.to_pandas()), "track_id"
-    )
+    table = spark.read.parquet(features).join(spark.read.parquet(labels), "track_id")
     index = F.create_map(*[x for i, g in enumerate(LABELS) for x in (F.lit(g), F.lit(float(i)))])
     table = table.withColumn("label", index[F.col("genre_top")]).cache()
     imputer, assembler = preprocessing(columns)

@@ -145,3 +145,13 @@ def test_missing_path_exits_2(spark, job, corpus, tmp_path, capsys, option):
     assert job.main(argv, spark=spark) == 2
     error = capsys.readouterr().err
     assert error.startswith("explore: ") and "missing" in error and error.count("\n") == 1
+
+
+def test_report_without_metadata_takes_missing_values_from_the_label_summary(spark, job, corpus):
+    root, features, labels, _ = corpus
+    out = root / "no_metadata"
+    argv = ["--features", features, "--labels", labels, "--output", str(out)]
+    assert job.main([*argv, "--sample-rows", "300"], spark=spark) == 0
+    missing = _section((out / REPORT_FILE).read_text(), "Missing values")
+    assert "from the label table&#x27;s summary" in missing
+    assert "track.genre_top" in missing

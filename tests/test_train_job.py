@@ -204,7 +204,7 @@ def test_labels_without_overlap(spark, job, capsys, tables, tmp_path):
     )
 
 
-def test_missing_paths_existing_output_and_too_many_folds(
+def test_missing_paths_existing_output_and_a_single_row_genre(
     spark, job, capsys, base, tables, trained, tmp_path
 ):
     zcr = ["--families", "zcr"]
@@ -216,10 +216,13 @@ def test_missing_paths_existing_output_and_too_many_folds(
     assert line == f"train: labels: {tmp_path / 'nowhere'} does not exist"
     line = _fail(job, spark, capsys, [*base, "--output", str(trained.output), *zcr])
     assert line == f"train: {trained.output} already exists: pass --overwrite to replace it"
-    line = _fail(
-        job, spark, capsys, [*base, "--output", str(tmp_path / "o"), *zcr, "--folds", "30"]
-    )
-    assert "genre(s) with fewer training rows than the 30 folds: Jazz (" in line
+    labels = pq.read_table(tables.labels).to_pandas()
+    jazz = labels.index[(labels["genre_top"] == "Jazz") & (labels["split"] == "train")]
+    (tmp_path / "single").mkdir()
+    labels.drop(jazz[1:]).to_parquet(tmp_path / "single" / "part-0.parquet")
+    argv = ["--features", tables.features, "--labels", str(tmp_path / "single")]
+    line = _fail(job, spark, capsys, [*argv, "--output", str(tmp_path / "o"), *zcr])
+    assert line.startswith("train: genre(s) with a single training row: Jazz; cross-validation")
     for option in (["--folds", "1"], ["--candidates", "0"], ["--class-weights", "auto"]):
         with pytest.raises(SystemExit) as exit_info:
             job.main([*base, "--output", str(tmp_path / "o"), *option])
