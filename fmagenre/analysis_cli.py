@@ -88,8 +88,12 @@ def session(args: argparse.Namespace, app_name: str):
     fmagenre.config.ConfigError
         On a bad configuration file or ``--conf``.
     """
-    conf = {**load_config(args.config).spark, **parse_spark_overrides(args.conf)}
-    return build_session(app_name, master=args.master, conf=conf)
+    return build_session(
+        app_name,
+        master=args.master,
+        conf=load_config(args.config).spark,
+        overrides=parse_spark_overrides(args.conf),
+    )
 
 
 def fail(prog: str, error: Exception) -> int:

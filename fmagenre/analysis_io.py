@@ -23,7 +23,13 @@ from pyspark.ml.stat import Correlation
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from fmagenre.feature_table import RUNS, path_exists, read_features, write_bytes
+from fmagenre.feature_table import (
+    is_feature_table,
+    path_exists,
+    read_bytes,
+    read_features,
+    write_bytes,
+)
 from fmagenre.names import flat_names
 
 #: Label columns every analysis job needs.
@@ -69,7 +75,7 @@ def load_feature_rows(spark: SparkSession, path: str) -> DataFrame:
     AnalysisInputError
         When the table lacks ``track_id`` or a feature column.
     """
-    if path_exists(spark, f"{path.rstrip('/')}/{RUNS}"):
+    if is_feature_table(spark, path):
         frame = read_features(spark, path)
     else:
         frame = read_parquet(spark, path)
@@ -167,8 +173,20 @@ def correlation_matrix(frame: DataFrame, columns: Sequence[str]) -> np.ndarray:
 
 
 def read_text(spark: SparkSession, path: str) -> str:
-    """The whole text of a (small) file on any Hadoop path."""
-    return spark.read.text(path, wholetext=True).head()[0]
+    """The whole text of a (small) file on any Hadoop path.
+
+    Read through Hadoop, not Spark's text source, which skips names starting with ``_`` or
+    ``.`` (such as the label table's ``_summary.json``).
+
+    Raises
+    ------
+    AnalysisInputError
+        When ``path`` is not a file.
+    """
+    try:
+        return read_bytes(spark, path).decode("utf-8")
+    except FileNotFoundError as error:
+        raise AnalysisInputError(str(error)) from None
 
 
 def write_output(spark: SparkSession, directory: str, name: str, data: str | bytes) -> str:

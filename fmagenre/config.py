@@ -10,7 +10,11 @@ A configuration file has one table per section::
 
 Every section is optional and every key has a default. Unknown sections and keys, wrong types
 and out-of-range values are rejected with a :class:`ConfigError` naming the key and the file.
-Values on the command line override the file (:func:`override`, :func:`parse_spark_overrides`).
+Values on the command line override the file (:func:`override`, :func:`parse_spark_overrides`);
+``spark-submit``'s own settings also win over ``[spark]`` (see :mod:`fmagenre.spark`).
+
+Configuration files are local files, read before Spark starts: ``spark-submit --files`` puts
+one in a cluster-mode driver's working directory.
 
 To give another job its settings, write a frozen dataclass of scalar fields (``str``, ``int``,
 ``float``, ``bool``) with defaults, checking ranges in ``__post_init__`` with ``ValueError``,
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import tomllib
 import typing
 from collections.abc import Iterable, Mapping
@@ -63,12 +68,28 @@ class ExtractConfig:
     max_file_mb: int = 1024
     #: BLAS, OpenMP and numba threads in each Python worker (Spark runs one per core).
     threads: int = 1
+    #: Seconds one file's analysis may take before it is killed (error ``timeout``); 0 means
+    #: 60 s plus one second per second of audio analysed.
+    timeout_s: float = 0.0
+    #: Parquet files of the table's current view, fixed when the table is created.
+    table_files: int = 16
+    #: Tests only: ``KIND:TEXT,...`` crashes the analysis of files whose path holds TEXT
+    #: (KIND: segfault, abort, kill or hang).
+    inject_fault: str = ""
 
     def __post_init__(self):
         if not self.glob:
             raise ValueError("glob must not be empty")
         if self.max_duration < 0:
             raise ValueError(f"max_duration must be 0 or more seconds, got {self.max_duration}")
+        if self.timeout_s < 0:
+            raise ValueError(f"timeout_s must be 0 (automatic) or more, got {self.timeout_s}")
+        if not 1 <= self.table_files <= 10000:
+            raise ValueError(f"table_files must be between 1 and 10000, got {self.table_files}")
+        for item in filter(None, (part.strip() for part in self.inject_fault.split(","))):
+            kind, _, text = item.partition(":")
+            if kind not in ("segfault", "abort", "kill", "hang") or not text:
+                raise ValueError(f"inject_fault items are KIND:TEXT, got {item!r}")
         for name in ("batch_size", "chunk_files", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -90,6 +111,7 @@ class EmrConfig:
     prefix: str = "fmagenre"
     cluster_name: str = "fmagenre"
     #: EMR release: Spark 3.5 on emr-7.x (the jobs use APIs present in Spark 3.5 and 4).
+    #: emr-7.0.0 or later: earlier ones run Spark < 3.5 on Amazon Linux 2 (no dnf, no 3.11).
     release_label: str = "emr-7.5.0"
     #: Where EMR writes cluster and step logs; empty: s3://BUCKET/PREFIX/logs/.
     log_uri: str = ""
@@ -110,16 +132,37 @@ class EmrConfig:
     subnet_id: str = ""
     #: Python on the nodes: "bootstrap" (emr/bootstrap.sh) or "archive" (spark.archives).
     environment: str = "bootstrap"
-    #: spark-submit deploy mode of the steps: "cluster" (driver in YARN) or "client".
+    #: spark-submit deploy mode of the steps: "cluster" (driver in YARN) or "client" (driver
+    #: on the primary node; needs environment = "bootstrap").
     deploy_mode: str = "cluster"
     #: File under conf/ that the steps pass to the jobs as --config.
     job_config: str = "emr.toml"
+
+    @property
+    def release_major(self) -> int:
+        """The major version of ``release_label`` (7 for ``emr-7.5.0``)."""
+        return int(self.release_label.split("-")[1].split(".")[0])
 
     def __post_init__(self):
         if self.environment not in ("bootstrap", "archive"):
             raise ValueError(f"environment must be bootstrap or archive, got {self.environment!r}")
         if self.deploy_mode not in ("cluster", "client"):
             raise ValueError(f"deploy_mode must be cluster or client, got {self.deploy_mode!r}")
+        if self.deploy_mode == "client" and self.environment == "archive":
+            raise ValueError(
+                "deploy_mode client cannot use environment archive: YARN unpacks the archive"
+                " in its containers only, and a client-mode driver runs on the primary node;"
+                ' use deploy_mode "cluster" or environment "bootstrap"'
+            )
+        if not re.fullmatch(r"emr-\d+\.\d+\.\d+", self.release_label) or self.release_major < 7:
+            raise ValueError(
+                f"release_label must be emr-7.0.0 or later (Spark 3.5+, Amazon Linux 2023),"
+                f" got {self.release_label!r}"
+            )
+        if "/" in self.job_config or not self.job_config.endswith(".toml"):
+            raise ValueError(
+                f"job_config must be a .toml file name in conf/, got {self.job_config!r}"
+            )
         for name in ("core_instance_count", "executors_per_node"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -259,7 +302,11 @@ def parse_spark_overrides(pairs: Iterable[str]) -> dict[str, str]:
 def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options every job shares: ``--config``, ``--master`` and ``--conf``."""
     parser.add_argument(
-        "--config", metavar="TOML", help="configuration file, e.g. conf/local.toml, conf/emr.toml"
+        "--config",
+        metavar="TOML",
+        help="local configuration file, e.g. conf/local.toml, conf/emr.toml (in YARN cluster"
+        " mode, ship it with spark-submit --files and give its name); its [spark] settings"
+        " apply where spark-submit's (--conf, --properties-file, spark-defaults) do not",
     )
     parser.add_argument(
         "--master",
@@ -270,5 +317,5 @@ def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="spark.NAME=VALUE",
-        help="Spark property, repeatable; overrides the configuration's [spark] section",
+        help="Spark property, repeatable; wins over spark-submit's settings and --config's",
     )

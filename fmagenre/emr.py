@@ -3,14 +3,19 @@
 ``python -m fmagenre.emr COMMAND --config conf/emr.toml [options]``; see ``--help``.
 
 - ``package``: build the fmagenre wheel into ``dist/`` and, with ``--archive``, a relocatable
-  environment (venv-pack) for ``spark.archives``.
-- ``upload``: put the wheel (and archive), ``jobs/``, ``conf/`` and ``emr/bootstrap.sh`` under
-  ``s3://BUCKET/PREFIX/``.
+  environment (venv-pack) for ``spark.archives``; needs the project's source.
+- ``upload``: put the wheel (and archive), ``jobs/``, ``conf/``, ``emr/bootstrap.sh`` and the
+  release's pip constraints under ``s3://BUCKET/PREFIX/``.
 - ``create-cluster``: RunJobFlow from the ``[emr]`` section (release, instances, spot,
-  log URI, auto-termination, bootstrap action).
+  log URI, auto-termination, bootstrap action, numba's cache directory).
 - ``submit``: AddJobFlowSteps for any of ``extract,labels,train,predict`` as
   ``command-runner.jar spark-submit ...``, then (``--wait``) follow them and, on failure, print
   the step's state, reason and where its logs are.
+
+``jobs/``, ``conf/`` and ``emr/`` are found in the project checkout this module runs from,
+else where the installed wheel put them (``PREFIX/share/fmagenre``, see :func:`project_root`).
+A configuration that cannot work (see :class:`fmagenre.config.EmrConfig`) is refused with one
+line before anything is built, uploaded or created.
 
 ``--dry-run`` prints each API request as JSON and sends nothing. Credentials come only from
 boto3's standard chain (environment, profile, instance role); the endpoint can be redirected
@@ -20,22 +25,27 @@ Python on the nodes, two ways (``[emr] environment``):
 
 ``bootstrap`` (default)
     ``emr/bootstrap.sh`` installs Python 3.11 and the wheel into ``/opt/fmagenre/venv`` on
-    every node; steps set ``spark.pyspark.python`` to it.
+    every node and warms numba's cache in ``/opt/fmagenre/numba-cache``, which the cluster's
+    configuration gives Spark as ``NUMBA_CACHE_DIR``; steps set ``spark.pyspark.python``.
 ``archive``
     steps ship ``fmagenre-env.tar.gz#environment`` with ``spark.archives`` and use
     ``./environment/bin/python`` (Spark's documented way for Python dependencies); the
     bootstrap action then only installs Python 3.11, which the packed venv links to.
 
-Either way pip's pyspark is removed from the environment: the cluster's own Spark provides it.
+Either way pip's pyspark is removed from the environment: the cluster's own Spark provides it,
+and pip installs with the constraints of the release's Spark (emr-7, Spark 3.5:
+``emr/constraints-spark35.txt``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,10 +53,19 @@ from pathlib import Path
 
 from fmagenre.config import ConfigError, EmrConfig, load_config, override
 
-REPO = Path(__file__).resolve().parent.parent
+#: The project checkout, when this module runs from one (or from an editable install).
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+#: Where the wheel's data files (pyproject.toml's data-files) land under an install prefix.
+INSTALLED_DATA = Path("share", "fmagenre")
 NODE_VENV = "/opt/fmagenre/venv"
+#: numba's cache on the nodes, warmed by emr/bootstrap.sh (environment = "bootstrap").
+NODE_NUMBA_CACHE = "/opt/fmagenre/numba-cache"
 ARCHIVE_NAME = "fmagenre-env.tar.gz"
 STEPS = ("extract", "labels", "train", "predict")
+#: pip constraints (under emr/) by EMR release major version: the Spark the release runs.
+CONSTRAINTS = {7: "constraints-spark35.txt"}
+#: Where a client-mode step's driver (on the primary node) reads the job configuration.
+CLIENT_CONFIG_DIR = "/tmp/fmagenre"
 
 
 class EmrError(RuntimeError):
@@ -66,12 +85,51 @@ class Locations:
 def s3_root(cfg: EmrConfig) -> str:
     if not cfg.bucket:
         raise ConfigError("[emr] bucket is empty: set it in the config or pass --bucket BUCKET")
-    return f"s3://{cfg.bucket}/{cfg.prefix.strip('/')}"
+    prefix = cfg.prefix.strip("/")
+    return f"s3://{cfg.bucket}/{prefix}" if prefix else f"s3://{cfg.bucket}"
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key
+
+
+def project_root() -> Path:
+    """The folder holding ``jobs/``, ``conf/`` and ``emr/``.
+
+    The project checkout this module runs from, else ``share/fmagenre`` under the install
+    prefix (pip puts the wheel's data files there: the environment's, or ``--user``'s).
+
+    Raises
+    ------
+    EmrError
+        When neither has ``jobs/``.
+    """
+    prefixes = {sysconfig.get_path("data"), sysconfig.get_path("data", f"{os.name}_user")}
+    candidates = [SOURCE_ROOT, *(Path(prefix) / INSTALLED_DATA for prefix in sorted(prefixes))]
+    for root in candidates:
+        if (root / "jobs").is_dir():
+            return root
+    raise EmrError(
+        f"no jobs/ folder in {' or '.join(map(str, candidates))}: reinstall fmagenre from its"
+        " wheel (it ships jobs/, conf/ and emr/) or run from the project checkout"
+    )
+
+
+def project_file(root: Path, relative: str) -> Path:
+    """``root / relative``, or an EmrError saying that it is missing and what to do."""
+    path = root / relative
+    if not path.is_file():
+        raise EmrError(
+            f"{path} is missing: reinstall fmagenre from its wheel, or restore {relative} in the"
+            " project checkout"
+        )
+    return path
+
+
+def constraints_name(cfg: EmrConfig) -> str | None:
+    """The pip constraints file (under ``emr/``) of the release's Spark, or None."""
+    return CONSTRAINTS.get(cfg.release_major)
 
 
 def _wheel(dist: Path) -> Path:
@@ -84,11 +142,33 @@ def _wheel(dist: Path) -> Path:
 # -- package ---------------------------------------------------------------------------------
 
 
-def package(dist: Path, *, archive: bool, python: str = sys.executable) -> list[Path]:
-    """Build the wheel (and, with ``archive``, the venv-pack environment) into ``dist``."""
+def package(
+    dist: Path,
+    *,
+    archive: bool,
+    python: str = sys.executable,
+    constraints: Path | None = None,
+) -> list[Path]:
+    """Build the wheel (and, with ``archive``, the venv-pack environment) into ``dist``.
+
+    ``constraints`` is a pip constraints file for the archive's environment.
+
+    Raises
+    ------
+    EmrError
+        Without the project's source, or when ``archive`` is asked of a ``python`` that is
+        not the nodes' (Linux, Python 3.11).
+    """
+    if not (SOURCE_ROOT / "pyproject.toml").is_file():
+        raise EmrError(
+            f"package builds from the project's source, and {SOURCE_ROOT} has no pyproject.toml:"
+            " run it from a checkout of fmagenre (or copy an already built wheel to --dist)"
+        )
+    if archive:
+        _check_archive_python(python)
     dist.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(REPO)],
+        [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(SOURCE_ROOT)],
         check=True,
     )
     built = [_wheel(dist)]
@@ -96,6 +176,7 @@ def package(dist: Path, *, archive: bool, python: str = sys.executable) -> list[
         env = dist / "emr-venv"
         subprocess.run([python, "-m", "venv", "--clear", str(env)], check=True)
         pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        pip += ["-c", str(constraints)] if constraints else []
         subprocess.run([*pip, str(built[0]), "venv-pack>=0.2,<0.3"], check=True)
         subprocess.run(
             [str(env / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "pyspark", "py4j"],
@@ -109,6 +190,22 @@ def package(dist: Path, *, archive: bool, python: str = sys.executable) -> list[
         shutil.rmtree(env)
         built.append(target)
     return built
+
+
+def _check_archive_python(python: str) -> None:
+    """Refuse to pack an environment that the nodes' Python 3.11 (Linux) cannot run."""
+    found = subprocess.run(
+        [python, "-c", "import sys; print(sys.platform, *sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if found != ["linux", "3", "11"]:
+        raise EmrError(
+            f"package --archive packs {python} ({found[0]}, Python {'.'.join(found[1:])}), but"
+            " the nodes run the archive with Linux Python 3.11: run it with a Linux Python 3.11,"
+            ' or use [emr] environment = "bootstrap"'
+        )
 
 
 def _link_python_for_packing(env: Path) -> None:
@@ -136,8 +233,17 @@ def _link_python_for_packing(env: Path) -> None:
 # -- requests --------------------------------------------------------------------------------
 
 
-def upload_plan(cfg: EmrConfig, dist: Path) -> list[tuple[Path, str]]:
-    """(local file, S3 URI) pairs that ``upload`` puts on S3."""
+def upload_plan(cfg: EmrConfig, dist: Path, project: Path | None = None) -> list[tuple[Path, str]]:
+    """(local file, S3 URI) pairs that ``upload`` puts on S3.
+
+    ``project`` holds ``jobs/``, ``conf/`` and ``emr/``; default: :func:`project_root`.
+
+    Raises
+    ------
+    EmrError
+        When the wheel, the archive (environment = "archive"), a step's job, the job
+        configuration, the bootstrap script or the release's constraints file is missing.
+    """
     root = s3_root(cfg)
     files = [(_wheel(dist), f"{root}/dist/{_wheel(dist).name}")]
     if cfg.environment == "archive":
@@ -145,9 +251,18 @@ def upload_plan(cfg: EmrConfig, dist: Path) -> list[tuple[Path, str]]:
         if not archive.exists():
             raise EmrError(f"{archive} is missing: run `python -m fmagenre.emr package --archive`")
         files.append((archive, f"{root}/dist/{ARCHIVE_NAME}"))
+    project = project or project_root()
+    needed = [f"jobs/{script}" for script in JOB_SCRIPTS.values()]
+    needed += [f"conf/{cfg.job_config}", "emr/bootstrap.sh"]
+    if constraints_name(cfg):
+        needed.append(f"emr/{constraints_name(cfg)}")
+    for relative in needed:
+        project_file(project, relative)
     for folder, pattern in (("jobs", "*.py"), ("conf", "*.toml")):
-        files += [(p, f"{root}/{folder}/{p.name}") for p in sorted((REPO / folder).glob(pattern))]
-    files.append((REPO / "emr" / "bootstrap.sh", f"{root}/emr/bootstrap.sh"))
+        files += [
+            (p, f"{root}/{folder}/{p.name}") for p in sorted((project / folder).glob(pattern))
+        ]
+    files += [(project / name, f"{root}/{name}") for name in needed if name.startswith("emr/")]
     return files
 
 
@@ -189,7 +304,32 @@ def run_job_flow_request(cfg: EmrConfig, dist: Path) -> dict:
         "Tags": [{"Key": "project", "Value": "fmagenre"}],
     }
     # Both ways need Python 3.11 on the nodes; "bootstrap" also installs the wheel there.
-    args = [f"{root}/dist/{_wheel(dist).name}"] if cfg.environment == "bootstrap" else []
+    args = []
+    if cfg.environment == "bootstrap":
+        args.append(f"{root}/dist/{_wheel(dist).name}")
+        if constraints_name(cfg):
+            args.append(f"{root}/emr/{constraints_name(cfg)}")
+        # The bootstrap warms this cache for every user; the containers and a client-mode
+        # driver must use it (numba's defaults are not writable by YARN's user).
+        request["Configurations"] = [
+            {
+                "Classification": "spark-defaults",
+                "Properties": {
+                    "spark.executorEnv.NUMBA_CACHE_DIR": NODE_NUMBA_CACHE,
+                    "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": NODE_NUMBA_CACHE,
+                },
+            },
+            {
+                "Classification": "spark-env",
+                "Configurations": [
+                    {
+                        "Classification": "export",
+                        "Properties": {"NUMBA_CACHE_DIR": NODE_NUMBA_CACHE},
+                    }
+                ],
+                "Properties": {},
+            },
+        ]
     request["BootstrapActions"] = [
         {
             "Name": "fmagenre",
@@ -263,10 +403,25 @@ JOB_SCRIPTS = {
 def add_steps_request(
     cfg: EmrConfig, cluster_id: str, steps: Sequence[str], where: Locations, spark_conf: dict
 ) -> dict:
-    """The AddJobFlowSteps request: one ``spark-submit`` step per job, in order."""
+    """The AddJobFlowSteps request: one ``spark-submit`` step per job, in order.
+
+    In client mode the driver runs on the primary node, where ``--files`` puts nothing: a
+    first step copies the job configuration there.
+    """
     root = s3_root(cfg)
     conf_file = f"{root}/conf/{cfg.job_config}"
+    if not steps:
+        raise ConfigError(f"no step given: --steps takes a subset of {','.join(STEPS)}")
     result = []
+    if cfg.deploy_mode == "client":
+        copy = ["aws", "s3", "cp", "--quiet", conf_file, _config_argument(cfg)]
+        result.append(
+            {
+                "Name": "fmagenre config",
+                "ActionOnFailure": "CANCEL_AND_WAIT",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": copy},
+            }
+        )
     for name in steps:
         if name not in STEPS:
             raise ConfigError(f"unknown step {name!r}; steps are {', '.join(STEPS)}")
@@ -306,8 +461,11 @@ def train_settings(cfg: EmrConfig, spark_conf: dict) -> tuple[dict, list[str]]:
 
 
 def _config_argument(cfg: EmrConfig) -> str:
-    """The job's --config: YARN localizes ``--files`` into the driver's working directory."""
-    return cfg.job_config if cfg.deploy_mode == "cluster" else f"/tmp/{cfg.job_config}"
+    """The job's --config: YARN localizes ``--files`` into a cluster-mode driver's working
+    directory; a client-mode driver reads the copy of the first step."""
+    if cfg.deploy_mode == "cluster":
+        return cfg.job_config
+    return f"{CLIENT_CONFIG_DIR}/{cfg.job_config}"
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -446,10 +604,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="Credentials come from boto3's standard chain; nothing secret is printed.",
     )
     parser.add_argument("command", choices=["package", "upload", "create-cluster", "submit"])
-    parser.add_argument("--config", default=str(REPO / "conf" / "emr.toml"), help="TOML file")
+    parser.add_argument(
+        "--config", help="TOML file; default: conf/emr.toml of the project (or installed copy)"
+    )
     parser.add_argument("--bucket", help="S3 bucket (overrides [emr] bucket)")
     parser.add_argument("--region", help="AWS region (overrides [emr] region)")
-    parser.add_argument("--dist", default=str(REPO / "dist"), help="where package builds")
+    parser.add_argument(
+        "--dist", default="dist", help="where package builds, and upload finds, the wheel"
+    )
     parser.add_argument("--archive", action="store_true", help="package: also the venv archive")
     parser.add_argument("--dry-run", action="store_true", help="print requests, send nothing")
     parser.add_argument("--cluster-id", help="submit to this cluster instead of creating one")
@@ -469,10 +631,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     dist = Path(args.dist)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config or project_file(project_root(), "conf/emr.toml"))
         cfg = override(config.emr, bucket=args.bucket, region=args.region)
         if args.command == "package":
-            for path in package(dist, archive=args.archive):
+            name = constraints_name(cfg) if args.archive else None
+            constraints = project_file(project_root(), f"emr/{name}") if name else None
+            for path in package(dist, archive=args.archive, constraints=constraints):
                 print(f"built {path}")
             return 0
         client = Client(cfg.region, dry_run=args.dry_run)

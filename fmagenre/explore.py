@@ -35,9 +35,8 @@ from fmagenre.analysis_io import (
 from fmagenre.feature_sets import FAMILIES, family_columns
 from fmagenre.genre_tree import GenreTree
 from fmagenre.html_report import HtmlReport, new_figure
-from fmagenre.label_table import summary_path
+from fmagenre.label_table import read_metadata, summary_path
 from fmagenre.labels import missing_percentages
-from fmagenre.metadata import load_metadata
 from fmagenre.names import flat_names
 
 REPORT_FILE = "report.html"
@@ -475,8 +474,8 @@ def run(
     output : str
         Directory of the report, any Hadoop path.
     metadata : str or None
-        Local ``fma_metadata`` directory: adds artists, release years and genre titles, and
-        the missing values of every ``tracks.csv`` column.
+        ``fma_metadata`` directory, any Hadoop path: adds artists, release years and genre
+        titles, and the missing values of every ``tracks.csv`` column.
     pca_genres : sequence of str or None
         2 to 6 top-level genres of the PCA scatters; None: the three largest.
     sample_rows : int
@@ -504,7 +503,7 @@ def run(
     tracks = genres = None
     if metadata is not None:
         try:
-            tracks, genres = load_metadata(metadata)
+            tracks, genres = read_metadata(spark, metadata)
         except FileNotFoundError as error:
             raise AnalysisInputError(str(error)) from error
     rows = load_feature_rows(spark, features)

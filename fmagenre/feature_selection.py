@@ -6,7 +6,7 @@ order they were asked in, so that a feature set has one vector layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fmagenre.names import FAMILY_SIZES, STATISTICS, family_of, flat_names
@@ -59,10 +59,17 @@ def check_columns(columns: Iterable[str]) -> list[str]:
     return [name for name in flat_names() if name in wanted]
 
 
-def read_columns_file(path: str | Path) -> list[str]:
+def read_columns_file(path: str | Path, *, read: Callable[[str], bytes] | None = None) -> list[str]:
     """Feature columns listed in a text file: names separated by commas or white space.
 
     ``#`` starts a comment that runs to the end of the line.
+
+    Parameters
+    ----------
+    path : str or path-like
+    read : callable or None
+        ``read(path)`` gives a file's bytes; None reads a local file. The jobs pass
+        :func:`fmagenre.feature_table.read_bytes` with their session, for any Hadoop path.
 
     Raises
     ------
@@ -70,7 +77,7 @@ def read_columns_file(path: str | Path) -> list[str]:
         When the file cannot be read, or names an unknown column, or none.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = (read(str(path)) if read else Path(path).read_bytes()).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise FeatureSelectionError(f"cannot read the columns file {path}: {error}") from error
     names = [
@@ -85,9 +92,14 @@ def read_columns_file(path: str | Path) -> list[str]:
 
 
 def select_feature_columns(
-    *, families: Iterable[str] | None = None, columns_file: str | Path | None = None
+    *,
+    families: Iterable[str] | None = None,
+    columns_file: str | Path | None = None,
+    read: Callable[[str], bytes] | None = None,
 ) -> list[str]:
     """The feature set: the given families, or the columns of a file, or else all 518.
+
+    ``read`` reads the columns file (see :func:`read_columns_file`).
 
     Raises
     ------
@@ -99,5 +111,5 @@ def select_feature_columns(
     if families is not None:
         return columns_of_families(families)
     if columns_file is not None:
-        return read_columns_file(columns_file)
+        return read_columns_file(columns_file, read=read)
     return list(flat_names())

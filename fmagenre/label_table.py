@@ -1,7 +1,9 @@
-"""Spark layer of the labels job: the label table as Parquet, its summary as JSON beside it.
+"""Spark layer of the labels job: FMA's metadata in, the label table as Parquet out.
 
-The table is computed with pandas (:func:`fmagenre.labels.build_label_table`); Spark only
-writes it, so the output may be any Hadoop path (local, ``hdfs://``, ``s3a://``...). The
+The metadata files are read through Hadoop (:func:`read_metadata`) and parsed by
+:mod:`fmagenre.metadata`; the table is computed with pandas
+(:func:`fmagenre.labels.build_label_table`); Spark only writes it. So both the metadata and
+the output may be any Hadoop path (local, ``file://``, ``hdfs://``, ``s3://``, ``s3a://``). The
 summary goes to ``summary.json`` in the directory that holds the table, through the same
 Hadoop file system.
 """
@@ -12,7 +14,6 @@ import json
 from collections.abc import Mapping
 
 import pandas as pd
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
     ArrayType,
@@ -21,6 +22,15 @@ from pyspark.sql.types import (
     StringType,
     StructField,
     StructType,
+)
+
+from fmagenre.feature_table import path_exists, read_bytes
+from fmagenre.metadata import (
+    GENRES_FILE,
+    TRACKS_FILE,
+    load_genres,
+    load_tracks,
+    missing_metadata,
 )
 
 SUMMARY_FILE = "_summary.json"
@@ -41,23 +51,24 @@ LABEL_SCHEMA = StructType(
     ]
 )
 
-_ARROW_TYPES = {
-    LongType(): pa.int64(),
-    IntegerType(): pa.int32(),
-    StringType(): pa.string(),
-    ArrayType(IntegerType(), containsNull=False): pa.list_(pa.int32()),
-}
+#: Spark's switch for pandas <-> Arrow conversions.
+ARROW_ENABLED = "spark.sql.execution.arrow.pyspark.enabled"
 
 
 def to_spark(spark: SparkSession, table: pd.DataFrame) -> DataFrame:
-    """The label table as a Spark DataFrame with :data:`LABEL_SCHEMA`, through Arrow."""
-    arrays = [
-        pa.Array.from_pandas(table[field.name], type=_ARROW_TYPES[field.dataType])
-        for field in LABEL_SCHEMA.fields
-    ]
-    return spark.createDataFrame(
-        pa.Table.from_arrays(arrays, names=LABEL_SCHEMA.names), LABEL_SCHEMA
-    )
+    """The label table as a Spark DataFrame with :data:`LABEL_SCHEMA`, through Arrow.
+
+    From pandas: Spark 3.5 takes no pyarrow Table.
+    """
+    previous = spark.conf.get(ARROW_ENABLED, None)
+    spark.conf.set(ARROW_ENABLED, "true")
+    try:
+        return spark.createDataFrame(table[LABEL_SCHEMA.names], LABEL_SCHEMA)
+    finally:
+        if previous is None:
+            spark.conf.unset(ARROW_ENABLED)
+        else:
+            spark.conf.set(ARROW_ENABLED, previous)
 
 
 def summary_path(output: str) -> str:
@@ -120,3 +131,28 @@ def write_label_table(
     finally:
         stream.close()
     return summary_target
+
+
+def read_metadata(spark: SparkSession, directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`fmagenre.metadata.load_metadata` for a directory on any Hadoop path.
+
+    Raises
+    ------
+    FileNotFoundError
+        With a one-line message, when the directory or either file is missing.
+    fmagenre.metadata.MetadataFormatError
+        When a file is not in FMA's format.
+    """
+    root = directory.rstrip("/")
+    if not path_exists(spark, root):
+        raise missing_metadata(directory)
+    files = {}
+    for name in (TRACKS_FILE, GENRES_FILE):
+        try:
+            files[name] = read_bytes(spark, f"{root}/{name}")
+        except FileNotFoundError:
+            raise missing_metadata(directory, name) from None
+    return (
+        load_tracks(files[TRACKS_FILE], name=f"{root}/{TRACKS_FILE}"),
+        load_genres(files[GENRES_FILE], name=f"{root}/{GENRES_FILE}"),
+    )

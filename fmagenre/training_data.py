@@ -6,10 +6,16 @@ from plain Parquet with the same columns; labels from ``jobs/prepare_labels.py``
 the training genres in alphabetical order, indexed 0, 1, ...; with class weights, each row of
 genre ``c`` weighs ``n / (k * n_c)`` (scikit-learn's "balanced": every genre weighs the same
 in total), from the training counts.
+
+Cross-validation folds are stratified (:func:`fmagenre.stratify.assign_folds`). As with
+scikit-learn's ``StratifiedKFold``, a genre with fewer training rows than folds is missing
+from some validation folds (with a warning); it needs two, so that the training part of every
+fold holds one of its rows.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,8 +25,10 @@ from pyspark.sql import functions as F
 
 from fmagenre.analysis_io import one_row_per_track
 from fmagenre.classifiers import LABEL_COL, WEIGHT_COL
-from fmagenre.feature_table import path_exists, published_chunks, read_features
+from fmagenre.feature_table import is_feature_table, path_exists, read_features
 from fmagenre.stratify import label_lookup
+
+log = logging.getLogger(__name__)
 
 #: Columns the label table must have.
 LABEL_COLUMNS = ("track_id", "genre_top", "split")
@@ -35,6 +43,11 @@ def _shown(names: Sequence[str]) -> str:
     return ", ".join(names[:10]) + (f" ... ({len(names)} in all)" if len(names) > 10 else "")
 
 
+def _condition(error: AnalysisException) -> str | None:
+    """The error's condition: ``getCondition`` from Spark 4, ``getErrorClass`` in Spark 3.5."""
+    return (getattr(error, "getCondition", None) or error.getErrorClass)()
+
+
 def read_feature_rows(spark: SparkSession, path: str) -> DataFrame:
     """One row per file of a feature table, or the rows of a plain Parquet directory.
 
@@ -45,14 +58,14 @@ def read_feature_rows(spark: SparkSession, path: str) -> DataFrame:
     """
     if not path_exists(spark, path):
         raise TrainingDataError(f"features: {path} does not exist")
-    if published_chunks(spark, path):
+    if is_feature_table(spark, path):
         return read_features(spark, path)
     try:
         return spark.read.parquet(path)
     except AnalysisException as error:
         raise TrainingDataError(
             f"features: {path} is neither a feature table nor Parquet"
-            f" ({error.getCondition() or 'unreadable'})"
+            f" ({_condition(error) or 'unreadable'})"
         ) from None
 
 
@@ -70,7 +83,7 @@ def read_labels(spark: SparkSession, path: str) -> DataFrame:
         labels = spark.read.parquet(path)
     except AnalysisException as error:
         raise TrainingDataError(
-            f"labels: {path} is not Parquet ({error.getCondition() or 'unreadable'})"
+            f"labels: {path} is not Parquet ({_condition(error) or 'unreadable'})"
         ) from None
     missing = [column for column in LABEL_COLUMNS if column not in labels.columns]
     if missing:
@@ -102,7 +115,7 @@ def labelled_data(
     *,
     columns: Sequence[str],
     class_weights: bool,
-    min_train_rows: int,
+    folds: int,
 ) -> LabelledData:
     """Join the ``ok`` feature rows to their labels; index the genres; weigh them.
 
@@ -120,14 +133,14 @@ def labelled_data(
         The feature columns.
     class_weights : bool
         Add the ``weight`` column ("balanced" weights).
-    min_train_rows : int
-        Fewest training rows a genre may have (the number of folds).
+    folds : int
+        Cross-validation folds: a genre with fewer training rows gets a warning.
 
     Raises
     ------
     TrainingDataError
         On a missing column, an unknown split, no row in common, an empty split, a test genre
-        without training rows, or a genre with fewer than ``min_train_rows`` training rows.
+        without training rows, or a genre with a single training row.
     """
     missing = [column for column in ("track_id", *columns) if column not in features.columns]
     if missing:
@@ -152,7 +165,7 @@ def labelled_data(
             f"no labelled track: the {ok.count()} ok feature rows and the {labels.count()}"
             " labels have no track_id in common"
         )
-    classes = _check_counts(counts, min_train_rows=min_train_rows)
+    classes = _check_counts(counts, folds=folds)
     train = counts["train"]
     frame = joined.withColumn(
         LABEL_COL, label_lookup("genre", {genre: float(i) for i, genre in enumerate(classes)})
@@ -165,8 +178,9 @@ def labelled_data(
     return LabelledData(frame=frame.select(*keep, *columns), labels=classes, counts=counts)
 
 
-def _check_counts(counts: dict[str, dict[str, int]], *, min_train_rows: int) -> list[str]:
-    """The class labels (sorted training genres), or TrainingDataError."""
+def _check_counts(counts: dict[str, dict[str, int]], *, folds: int) -> list[str]:
+    """The class labels (sorted training genres), or TrainingDataError; warns of genres with
+    fewer training rows than ``folds``."""
     unknown = sorted(set(counts) - set(SPLITS), key=str)
     if unknown:
         raise TrainingDataError(
@@ -179,11 +193,19 @@ def _check_counts(counts: dict[str, dict[str, int]], *, min_train_rows: int) -> 
     untrained = sorted(set(test) - set(train))
     if untrained:
         raise TrainingDataError(f"test genre(s) without training rows: {_shown(untrained)}")
-    few = sorted(genre for genre, n in train.items() if n < min_train_rows)
-    if few:
-        shown = _shown([f"{genre} ({train[genre]})" for genre in few])
+    single = sorted(genre for genre, n in train.items() if n == 1)
+    if single:
         raise TrainingDataError(
-            f"genre(s) with fewer training rows than the {min_train_rows} folds: {shown}"
+            f"genre(s) with a single training row: {_shown(single)}; cross-validation needs"
+            " two of each genre, so that every fold trains on one"
+        )
+    few = sorted(genre for genre, n in train.items() if n < folds)
+    if few:
+        log.warning(
+            "genre(s) with fewer training rows than the %d folds, missing from some"
+            " validation folds: %s",
+            folds,
+            _shown([f"{genre} ({train[genre]})" for genre in few]),
         )
     if len(train) < 2:
         raise TrainingDataError(f"one genre only ({', '.join(train)}): nothing to classify")

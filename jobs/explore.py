@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--metadata",
         metavar="DIR",
-        help="local fma_metadata folder (tracks.csv, genres.csv): adds artists, release years,"
-        " genre titles and the missing values of every tracks.csv column",
+        help="fma_metadata folder (tracks.csv, genres.csv; any Hadoop path): adds artists,"
+        " release years, genre titles and the missing values of every tracks.csv column",
     )
     parser.add_argument(
         "--pca-genres",

@@ -42,12 +42,14 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
     """Run the job; ``spark`` is an existing session to use instead of building one."""
     args = parse_args(argv)
     try:
-        conf = {**load_config(args.config).spark, **parse_spark_overrides(args.conf)}
+        conf, overrides = load_config(args.config).spark, parse_spark_overrides(args.conf)
     except ConfigError as error:
         print(f"export_fma_csv: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if spark is None:
-        spark = build_session("fmagenre-export-fma-csv", master=args.master, conf=conf)
+        spark = build_session(
+            "fmagenre-export-fma-csv", master=args.master, conf=conf, overrides=overrides
+        )
     try:
         result = export_fma_csv(spark, args.input, args.csv, overwrite=args.overwrite)
     except FileExistsError as error:

@@ -4,8 +4,9 @@ python jobs/extract_features.py --input fma_full --output out/features
 spark-submit jobs/extract_features.py --config conf/emr.toml --input s3a://bucket/fma_full
     --output s3a://bucket/features
 
-Re-running with the same --output extracts only the files without an 'ok' row; the rows are
-read with fmagenre.feature_table.read_features(spark, output).
+Re-running with the same --output extracts only the files without a current 'ok' row. Any
+Parquet reader of --output sees one row per file (pandas.read_parquet, spark.read.parquet,
+DuckDB's read_parquet('OUTPUT/*.parquet')); fmagenre.feature_table.read_features reads the same.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=(
             "Extract FMA's 518 features of every audio file under the inputs into a Parquet"
             " feature table, one row per file: status 'ok' with the features, or 'error' with"
-            " the reason. Re-running processes only the files without an 'ok' row (new files"
-            " and earlier errors); a killed run leaves nothing that counts as done. Prints a"
-            " summary, also written as summary.json in the run's directory."
+            " the reason (a crash or hang of the analysis costs that file alone: 'crashed',"
+            " 'timeout'). Re-running processes only new files, earlier errors and files whose"
+            " size, modification time, extractor version or max-duration/fma-compat changed; a"
+            " killed run loses at most its unpublished chunk. Any Parquet reader of OUTPUT sees"
+            " one row per file. Prints a summary, also written as summary.json in the run's"
+            " directory."
         ),
         epilog=(
             "Options left out take their value from --config, else the defaults shown."
@@ -56,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output",
         required=True,
         metavar="PATH",
-        help="feature table directory; rows go to PATH/runs/<run>/chunk-*/ (any Hadoop path)",
+        help="feature table directory (any Hadoop path): the current rows in PATH/part-*.parquet,"
+        " each run's chunks in PATH/_runs/<run>/",
     )
     parser.add_argument(
         "--glob", help="file-name pattern of the audio files ([extract] glob, default *.mp3)"
@@ -108,6 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="BLAS/OpenMP/numba threads per Python worker ([extract] threads, default 1)",
     )
     parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit of one file's analysis, after which it gets error 'timeout'; 0 for"
+        " 60 s plus 1 s per second of audio analysed ([extract] timeout_s, default 0)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="delete the table's earlier runs and extract every file again",
@@ -132,13 +144,16 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
             chunk_files=args.chunk_files,
             max_file_mb=args.max_file_mb,
             threads=args.threads,
+            timeout_s=args.timeout,
         )
-        conf = session_conf({**config.spark, **parse_spark_overrides(args.conf)}, extract)
+        conf, overrides = session_conf(config.spark, extract), parse_spark_overrides(args.conf)
     except ConfigError as error:
         print(f"extract_features: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if spark is None:
-        spark = build_session("fmagenre-extract-features", master=args.master, conf=conf)
+        spark = build_session(
+            "fmagenre-extract-features", master=args.master, conf=conf, overrides=overrides
+        )
     try:
         summary = run_extraction(
             spark, inputs=args.input, output=args.output, config=extract, overwrite=args.overwrite

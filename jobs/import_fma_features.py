@@ -50,12 +50,14 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
     """Run the job; ``spark`` is an existing session to use instead of building one."""
     args = parse_args(argv)
     try:
-        conf = {**load_config(args.config).spark, **parse_spark_overrides(args.conf)}
+        conf, overrides = load_config(args.config).spark, parse_spark_overrides(args.conf)
     except ConfigError as error:
         print(f"import_fma_features: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if spark is None:
-        spark = build_session("fmagenre-import-fma-features", master=args.master, conf=conf)
+        spark = build_session(
+            "fmagenre-import-fma-features", master=args.master, conf=conf, overrides=overrides
+        )
     try:
         summary = import_fma_csv(spark, args.csv, args.output, overwrite=args.overwrite)
     except FmaCsvError as error:

@@ -74,12 +74,15 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per closed connection
     try:
         config = load_config(args.config)
-        conf = session_conf({**config.spark, **parse_spark_overrides(args.conf)}, config.extract)
+        conf = session_conf(config.spark, config.extract)
+        overrides = parse_spark_overrides(args.conf)
     except ConfigError as error:
         print(f"predict: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if spark is None:
-        spark = build_session("fmagenre-predict", master=args.master, conf=conf)
+        spark = build_session(
+            "fmagenre-predict", master=args.master, conf=conf, overrides=overrides
+        )
     try:
         summary = run(
             spark,

@@ -1,7 +1,8 @@
 """Labels job: FMA's tracks.csv and genres.csv to a clean Parquet label table.
 
 python jobs/prepare_labels.py --metadata fma_metadata --output out/labels
-spark-submit jobs/prepare_labels.py --metadata fma_metadata --output s3a://bucket/labels
+spark-submit jobs/prepare_labels.py --metadata s3a://bucket/fma_metadata \
+    --output s3a://bucket/labels
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fmagenre.config import ConfigError, add_spark_arguments, load_config, parse_spark_overrides
 from fmagenre.genre_tree import GenreTreeError
-from fmagenre.label_table import write_label_table
+from fmagenre.label_table import read_metadata, write_label_table
 from fmagenre.labels import (
     DEFAULT_SEED,
     DEFAULT_TEST_FRACTION,
@@ -18,10 +20,10 @@ from fmagenre.labels import (
     build_label_table,
     format_summary,
 )
-from fmagenre.metadata import MetadataFormatError, load_metadata
+from fmagenre.metadata import MetadataFormatError
 from fmagenre.spark import build_session
 
-EXIT_BAD_INPUT = 1  # the metadata is not in FMA's format, or cannot be labelled
+EXIT_BAD_INPUT = 1  # invalid configuration, or metadata not in FMA's format or not labellable
 EXIT_BAD_PATH = 2  # a path is missing, or the output exists without --overwrite
 
 
@@ -55,15 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             " prints the summary."
         ),
         epilog=(
-            f"Exit status: 0 done, {EXIT_BAD_INPUT} metadata not in FMA's format or not"
-            f" labellable, {EXIT_BAD_PATH} missing path or existing output."
+            f"Exit status: 0 done, {EXIT_BAD_INPUT} invalid configuration, or metadata not in"
+            f" FMA's format or not labellable, {EXIT_BAD_PATH} missing path or existing output."
         ),
     )
     parser.add_argument(
         "--metadata",
         required=True,
         metavar="DIR",
-        help="local directory with FMA's tracks.csv and genres.csv (unzipped fma_metadata)",
+        help="directory with FMA's tracks.csv and genres.csv (unzipped fma_metadata), any"
+        " Hadoop path (local, file://, hdfs://, s3://, s3a://)",
     )
     parser.add_argument(
         "--output",
@@ -96,14 +99,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="replace an existing table",
     )
+    add_spark_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        conf, overrides = load_config(args.config).spark, parse_spark_overrides(args.conf)
+    except ConfigError as error:
+        print(f"prepare_labels: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    spark = build_session(
+        "fmagenre-prepare-labels", master=args.master, conf=conf, overrides=overrides
+    )
+    try:
         result = build_label_table(
-            *load_metadata(args.metadata),
+            *read_metadata(spark, args.metadata),
             seed=args.seed,
             test_fraction=args.test_fraction,
             use_official_split=args.official_split,
@@ -115,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prepare_labels: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    # Spark starts only once the metadata is known to be good.
-    spark = build_session("fmagenre-prepare-labels")
     try:
         summary_file = write_label_table(
             spark, result.table, result.summary, args.output, overwrite=args.overwrite

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 
 from fmagenre.classifiers import SEARCH_SPACES, BarrierModeError
 from fmagenre.config import ConfigError, add_spark_arguments, load_config, parse_spark_overrides
 from fmagenre.feature_selection import FeatureSelectionError, select_feature_columns
+from fmagenre.feature_table import read_bytes
 from fmagenre.names import FAMILY_SIZES
 from fmagenre.search_space import SearchSpaceError, read_search_space
 from fmagenre.spark import build_session
@@ -79,8 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     features.add_argument(
         "--columns-file",
         metavar="FILE",
-        help="local text file listing the feature columns (e.g. mfcc_mean_01), separated by"
-        " commas or white space, # comments",
+        help="text file (any Hadoop path) listing the feature columns (e.g. mfcc_mean_01),"
+        " separated by commas or white space, # comments",
     )
     parser.add_argument(
         "--candidates",
@@ -94,7 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=_at_least(2),
         default=3,
         metavar="K",
-        help="stratified cross-validation folds (default %(default)s)",
+        help="stratified cross-validation folds (default %(default)s); as in scikit-learn's"
+        " StratifiedKFold, a genre with fewer training tracks than K is missing from some"
+        " validation folds, with a warning (it needs 2)",
     )
     parser.add_argument(
         "--search-rows",
@@ -107,8 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--search-space",
         metavar="TOML",
-        help="TOML file replacing search ranges: [lr] maxIter = [10, 50], or one value to fix"
-        " a parameter",
+        help="TOML file (any Hadoop path) replacing search ranges: [lr] maxIter = [10, 50], or"
+        " one value to fix a parameter",
     )
     parser.add_argument(
         "--class-weights",
@@ -138,10 +142,20 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per closed connection
     try:
+        conf, overrides = load_config(args.config).spark, parse_spark_overrides(args.conf)
+    except ConfigError as error:
+        print(f"train: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if spark is None:
+        spark = build_session("fmagenre-train", master=args.master, conf=conf, overrides=overrides)
+    read = partial(read_bytes, spark)  # the columns and search-space files: any Hadoop path
+    try:
         families = args.families.split(",") if args.families is not None else None
-        columns = select_feature_columns(families=families, columns_file=args.columns_file)
+        columns = select_feature_columns(
+            families=families, columns_file=args.columns_file, read=read
+        )
         spaces = (
-            read_search_space(args.search_space, SEARCH_SPACES)
+            read_search_space(args.search_space, SEARCH_SPACES, read=read)
             if args.search_space
             else SEARCH_SPACES
         )
@@ -159,13 +173,6 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
         search_spaces=spaces,
         overwrite=args.overwrite,
     )
-    try:
-        conf = {**load_config(args.config).spark, **parse_spark_overrides(args.conf)}
-    except ConfigError as error:
-        print(f"train: {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    if spark is None:
-        spark = build_session("fmagenre-train", master=args.master, conf=conf)
     try:
         metrics = run(
             spark, features=args.features, labels=args.labels, output=args.output, options=options

@@ -2,10 +2,14 @@
 
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import boto3
 import botocore.session
 import pytest
+from analysis_inputs import load_job
 from botocore.validate import ParamValidator
 from moto.server import ThreadedMotoServer
 
@@ -13,6 +17,7 @@ from fmagenre import emr
 from fmagenre.config import ConfigError, EmrConfig
 
 REGION = "eu-west-1"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +91,15 @@ def test_create_cluster_and_submit_send_the_expected_requests(aws, dist):
     actions = api.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
     assert actions[0]["ScriptPath"] == "s3://fmagenre-test/fmagenre/emr/bootstrap.sh"
     assert actions[0]["Args"][0].endswith(".whl")
+    # emr-7 runs Spark 3.5: the bootstrap installs with its constraints.
+    assert actions[0]["Args"][1] == "s3://fmagenre-test/fmagenre/emr/constraints-spark35.txt"
+    settings = {c["Classification"]: c for c in cluster["Configurations"]}
+    assert settings["spark-defaults"]["Properties"] == {
+        "spark.executorEnv.NUMBA_CACHE_DIR": emr.NODE_NUMBA_CACHE,
+        "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": emr.NODE_NUMBA_CACHE,
+    }
+    (export,) = settings["spark-env"]["Configurations"]
+    assert export["Properties"] == {"NUMBA_CACHE_DIR": emr.NODE_NUMBA_CACHE}
 
     where = emr.Locations(audio="s3://data/fma_full", metadata="s3://data/meta", work="s3://w/r")
     step_ids = emr.submit(
@@ -193,6 +207,13 @@ def test_dry_run_prints_valid_requests_for_the_whole_chain_and_sends_nothing(
         ("[emr]\ncore_instance_count = 'four'\n", "core_instance_count must be an integer"),
         ("[emr]\nenvironment = 'docker'\n", "environment must be bootstrap or archive"),
         ("[emr]\nregion = 'eu-west-1'\n", "bucket is empty"),
+        (
+            "[emr]\nbucket = 'b'\nenvironment = 'archive'\ndeploy_mode = 'client'\n",
+            "deploy_mode client cannot use environment archive",
+        ),
+        ("[emr]\nbucket = 'b'\nrelease_label = 'emr-6.15.0'\n", "emr-7.0.0 or later"),
+        ("[emr]\nbucket = 'b'\nrelease_label = '7.5.0'\n", "emr-7.0.0 or later"),
+        ("[emr]\nbucket = 'b'\njob_config = 'conf/emr.toml'\n", "job_config must be a .toml"),
     ],
 )
 def test_bad_config_stops_with_a_clear_message(text, message, config_file, dist, capsys):
@@ -236,3 +257,82 @@ def test_train_step_runs_static_executors_and_as_many_xgboost_workers():
     assert train[train.index("--features") + 1] == "s3://b/work/features"
     with pytest.raises(ValueError, match="executors_per_node must be at least 1"):
         _cfg(executors_per_node=0)
+
+
+def test_every_step_s_arguments_parse_in_its_job():
+    where = emr.Locations("s3://b/audio", "s3://b/meta", "s3://b/work", "s3://b/new")
+    for cfg in (_cfg(), _cfg(deploy_mode="client")):
+        for step in emr.add_steps_request(cfg, "j-1", emr.STEPS, where, {})["Steps"]:
+            args = step["HadoopJarStep"]["Args"]
+            if args[0] != "spark-submit":
+                continue
+            script = next(arg for arg in args if arg.endswith(".py"))
+            parsed = load_job(Path(script).stem).parse_args(args[args.index(script) + 1 :])
+            assert parsed.config == args[args.index("--config") + 1]
+
+
+def test_client_mode_copies_the_job_config_to_the_driver_first():
+    cfg = _cfg(deploy_mode="client")
+    where = emr.Locations(metadata="s3://b/meta", work="s3://b/work")
+    copy, labels = emr.add_steps_request(cfg, "j-1", ["labels"], where, {})["Steps"]
+    assert copy["HadoopJarStep"]["Args"] == [
+        "aws",
+        "s3",
+        "cp",
+        "--quiet",
+        "s3://fmagenre-test/fmagenre/conf/emr.toml",
+        "/tmp/fmagenre/emr.toml",
+    ]
+    args = labels["HadoopJarStep"]["Args"]
+    assert args[:3] == ["spark-submit", "--deploy-mode", "client"]
+    assert args[args.index("--config") + 1] == "/tmp/fmagenre/emr.toml"
+    with pytest.raises(ConfigError, match="no step given"):
+        emr.add_steps_request(cfg, "j-1", [], where, {})
+
+
+@pytest.fixture(scope="module")
+def installed(dist, tmp_path_factory):
+    """A throwaway venv with the wheel installed (no dependencies): python, data folder."""
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    wheel = next(dist.glob("fmagenre-*.whl"))
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
+    subprocess.run([*pip, "--no-deps", "--no-index", str(wheel)], check=True)
+    return python, venv / "share" / "fmagenre"
+
+
+def _upload_dry_run(python: Path, dist: Path, cwd: Path) -> subprocess.CompletedProcess:
+    command = [str(python), "-m", "fmagenre.emr", "upload", "--dry-run", "--bucket", "b"]
+    return subprocess.run(
+        [*command, "--dist", str(dist)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_an_installed_wheel_uploads_every_job(installed, dist, tmp_path):
+    python, data = installed
+    result = _upload_dry_run(python, dist, tmp_path)
+    assert result.returncode == 0, result.stderr
+    requests = [json.loads(line)["request"] for line in result.stdout.splitlines()]
+    planned = {request["Key"].removeprefix("fmagenre/"): request for request in requests}
+    jobs = {p.name for p in (ROOT / "jobs").glob("*.py")}
+    assert {k.removeprefix("jobs/") for k in planned if k.startswith("jobs/")} == jobs
+    assert {"conf/emr.toml", "emr/bootstrap.sh", "emr/constraints-spark35.txt"} <= set(planned)
+    for key, request in planned.items():
+        if not key.startswith("dist/"):  # the project files come from the install
+            assert request["Filename"] == str(data / key)
+            assert Path(request["Filename"]).read_bytes() == (ROOT / key).read_bytes()
+
+
+def test_an_install_missing_a_job_says_so_in_one_line(installed, dist, tmp_path):
+    python, data = installed
+    train = data / "jobs" / "train.py"
+    kept = train.read_bytes()
+    train.unlink()
+    try:
+        result = _upload_dry_run(python, dist, tmp_path)
+    finally:
+        train.write_bytes(kept)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert f"{train} is missing: reinstall fmagenre from its wheel" in result.stderr
