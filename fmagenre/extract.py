@@ -1,28 +1,33 @@
 """Spark layer of feature extraction: audio files in, one feature row per file out.
 
 :func:`run_extraction` lists the files under the inputs with Spark's binary file source (no
-content read), leaves out those that already have an ``ok`` row in the output, and processes
-the rest in chunks of ``chunk_files``. For each chunk it reads the files' bytes (binary file
-source, explicit paths), spreads them over ``partitions`` tasks by a hash of the path, runs
-:func:`fmagenre.features.analyse` on Arrow batches of ``batch_size`` files in the Python
-workers (``mapInPandas``), and publishes the chunk (:mod:`fmagenre.feature_table`). Every file
-gets a row: those that cannot be decoded or analysed have ``status`` "error" and a reason.
+content read), leaves out those that already have an ``ok`` row for the same size,
+modification time, extractor version and value-changing settings, and processes the rest in
+chunks of ``chunk_files``. For each chunk it reads the files' bytes (binary file source,
+explicit paths), runs :func:`fmagenre.isolation.analyse_isolated` on Arrow batches of
+``batch_size`` files in the Python workers (``mapInPandas``), publishes the chunk and
+refreshes the table's view (:mod:`fmagenre.feature_table`). Every file gets a row: those that
+cannot be decoded or analysed, crash the analysis or run past the time limit have ``status``
+"error" and a reason.
+
+Tasks. The file source packs the files of a chunk into about ``partitions`` tasks, largest
+files first, by bytes with an opening cost of one average file per file
+(:func:`file_source_conf`): the bytes are read where they are analysed, never shuffled, and
+the small last tasks keep every core busy to the end of a chunk.
 
 Memory. Spark runs one Python worker per executor core, outside the JVM heap. A worker holds
 one Arrow batch of ``batch_size`` files' bytes (twice: Arrow and pandas) and analyses one file
-at a time, with BLAS, OpenMP and numba pinned to ``threads`` threads; ``max_duration`` caps
-what is decoded of long tracks. A fresh worker is about 150 MiB resident and one extraction of
-a 10-minute 44.1 kHz stereo MP3 peaks at about 830 MiB (``python -m fmagenre.bench spark
---memory 600``). Budget 1.5 GiB per executor core for the Python side
+at a time in a forked child, with BLAS, OpenMP and numba pinned to ``threads`` threads;
+``max_duration`` caps what is decoded of long tracks. A fresh worker is about 150 MiB resident
+and one extraction of a 10-minute 44.1 kHz stereo MP3 peaks at about 830 MiB (``python -m
+fmagenre.bench spark --memory 600``). Budget 1.5 GiB per executor core for the Python side
 (``spark.executor.memoryOverhead`` on YARN), plus 2 x ``batch_size`` x the largest file, and
 a small JVM heap: the JVM only moves bytes and rows.
-
-The binary file source packs many files into one task; the hash repartition (a shuffle of
-the files' bytes) spreads them so that all cores stay busy until the end of a chunk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -30,13 +35,14 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial, reduce
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import LongType, StructField, StructType
 
 from fmagenre.config import ExtractConfig
 from fmagenre.feature_table import (
@@ -46,8 +52,11 @@ from fmagenre.feature_table import (
     clear_output,
     hadoop_fs,
     new_run_id,
+    open_table,
+    path_key,
     publish_chunk,
-    read_published,
+    read_features,
+    refresh_view,
     run_path,
     write_summary,
 )
@@ -60,10 +69,26 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 #: Error reason of files over ``max_file_mb``, which are not read.
 TOO_LARGE = "too_large"
-#: Columns produced by the Python workers (the table's, less the derived ones).
+#: Columns produced by the Python workers: the table's, less those derived in Spark, plus the
+#: file's modification time in microseconds, passed through.
 RESULT_SCHEMA = StructType(
-    [f for f in FEATURE_SCHEMA.fields if f.name not in ("track_id", "features", "chunk_id")]
+    [
+        *(
+            f
+            for f in FEATURE_SCHEMA.fields
+            if f.name not in ("track_id", "features", "chunk_id", "modified_at", "settings")
+        ),
+        StructField("modified_us", LongType()),
+    ]
 )
+
+
+class ListedFile(NamedTuple):
+    """A file found under the inputs: its path as the binary file source spells it."""
+
+    path: str
+    size: int
+    modified_us: int
 
 
 def session_conf(spark_conf: Mapping[str, str], config: ExtractConfig) -> dict[str, str]:
@@ -71,12 +96,17 @@ def session_conf(spark_conf: Mapping[str, str], config: ExtractConfig) -> dict[s
 
     The ``[spark]`` properties, plus the thread variables of the Python workers' environment
     (the workers also pin their pools at run time, for sessions built without these).
-    :func:`run_extraction` sets the Arrow batch size itself.
+    :func:`run_extraction` sets the Arrow batch size and the file source's packing itself.
     """
     conf = dict(spark_conf)
     for var in THREAD_VARS:
         conf[f"spark.executorEnv.{var}"] = str(config.threads)
     return conf
+
+
+def settings_key(config: ExtractConfig) -> str:
+    """The settings that change a file's values, as stored in the ``settings`` column."""
+    return f"max_duration={config.max_duration:g};fma_compat={str(config.fma_compat).lower()}"
 
 
 def pin_threads(threads: int) -> None:
@@ -98,10 +128,8 @@ def track_id_column(path: Column) -> Column:
     return F.when(digits != "", digits.cast("long"))
 
 
-def _result_frame(
-    paths: Sequence[str], sizes: Sequence[int], results: Sequence, seconds: Sequence[float]
-) -> pd.DataFrame:
-    """Worker output for one batch: :data:`RESULT_SCHEMA`'s columns.
+def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[float]) -> pd.DataFrame:
+    """Worker output for one input batch: :data:`RESULT_SCHEMA`'s columns.
 
     Feature columns are pandas' masked float32 arrays: the mask makes error rows null, while
     the NaN of an undefined statistic stays NaN (a plain float column would turn it to null).
@@ -120,8 +148,8 @@ def _result_frame(
         return pd.array(column, dtype=dtype) if dtype else column
 
     columns = {
-        "path": list(paths),
-        "file_size": pd.array(sizes, dtype="Int64"),
+        "path": list(frame["path"]),
+        "file_size": pd.array(list(frame["file_size"]), dtype="Int64"),
         "duration_s": meta("duration_s", "Float64"),
         "sample_rate": meta("sample_rate", "Int32"),
         "channels": meta("channels", "Int32"),
@@ -136,27 +164,26 @@ def _result_frame(
         error_reason=meta("error_reason"),
         extractor_version=meta("extractor_version"),
         extract_s=pd.array(seconds, dtype="Float64"),
+        modified_us=pd.array(list(frame["modified_us"]), dtype="Int64"),
     )
     return pd.DataFrame(columns)
 
 
-def analyse_frames(
-    frames: Iterable[pd.DataFrame],
-    *,
-    max_duration: float,
-    fma_compat: bool,
-    threads: int,
-    max_file_mb: int,
-) -> Iterator[pd.DataFrame]:
-    """The Python-worker side: batches of (path, file_size, content) to result rows.
+def analyse_frames(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Iterator[pd.DataFrame]:
+    """The Python-worker side: batches of (path, file_size, modified_us, content) to result rows.
 
     ``content`` is null for empty files, which Spark does not read, and for files over
-    ``max_file_mb``, which get error ``too_large``.
-    Nothing raises: a failure on one file is that file's error row.
+    ``max_file_mb``, which get error ``too_large``. Each file is analysed in a forked child
+    (:func:`fmagenre.isolation.analyse_isolated`): nothing raises and nothing crashes the
+    worker; a failure on one file is that file's error row.
     """
-    pin_threads(threads)
-    from fmagenre.features import TrackFeatures, analyse  # after pinning: numba reads its var
+    pin_threads(config.threads)
+    # After pinning (numba reads its variable at import); compiled once, under a lock.
+    from fmagenre import numba_cache
+    from fmagenre.features import TrackFeatures
+    from fmagenre.isolation import analyse_isolated, fault_for
 
+    numba_cache.warm_up()
     for frame in frames:
         results, seconds = [], []
         for path, size, content in zip(
@@ -164,23 +191,21 @@ def analyse_frames(
         ):
             started = time.perf_counter()
             if content is None and size > 0:
-                detail = f"{size} bytes, over the max_file_mb limit of {max_file_mb} MiB"
+                detail = f"{size} bytes, over the max_file_mb limit of {config.max_file_mb} MiB"
                 result = TrackFeatures(None, "error", f"{TOO_LARGE}: {detail}", TOO_LARGE)
             else:
-                try:
-                    result = analyse(
-                        content or b"", max_duration=max_duration, fma_compat=fma_compat
-                    )
-                except Exception as exc:  # a bug met on one file must not fail the job
-                    detail = f"{type(exc).__name__}: {exc}"
-                    result = TrackFeatures(
-                        None, "error", f"feature_error: {detail}", "feature_error"
-                    )
+                result = analyse_isolated(
+                    content or b"",
+                    max_duration=config.max_duration,
+                    fma_compat=config.fma_compat,
+                    timeout_s=config.timeout_s,
+                    fault=fault_for(path, config.inject_fault),
+                )
             seconds.append(time.perf_counter() - started)
             results.append(result)
             if result.status != "ok":
                 log.warning("%s: %s", path, result.error)
-        yield _result_frame(list(frame["path"]), list(frame["file_size"]), results, seconds)
+        yield _result_frame(frame, results, seconds)
 
 
 def input_exists(spark: SparkSession, path: str) -> bool:
@@ -189,11 +214,12 @@ def input_exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.globStatus(hadoop_path))
 
 
-def list_inputs(spark: SparkSession, inputs: Sequence[str], *, glob: str) -> list[tuple[str, int]]:
-    """(path, size) of the files under ``inputs`` whose names match ``glob``, by path.
+def list_inputs(spark: SparkSession, inputs: Sequence[str], *, glob: str) -> list[ListedFile]:
+    """The files under ``inputs`` whose names match ``glob``, by path.
 
     Only file metadata is read, not the content. Paths are as the binary file source's
-    ``path`` column writes them (``file:/data/000002.mp3``).
+    ``path`` column writes them (``file:/data/000002.mp3``); spellings of one object
+    (``s3://`` and ``s3a://``) count once.
 
     Raises
     ------
@@ -209,15 +235,17 @@ def list_inputs(spark: SparkSession, inputs: Sequence[str], *, glob: str) -> lis
         .option("pathGlobFilter", glob)
         .load(list(inputs))
     )
-    listed = {row.path: row.length for row in source.select("path", "length").collect()}
+    rows = source.select("path", "length", F.unix_micros("modificationTime").alias("us"))
+    listed = {row.path: ListedFile(row.path, row.length, row.us) for row in rows.collect()}
     every = source.inputFiles()
     if len(every) > len(listed):
-        listed.update(_empty_files(spark, every, listed))
-    return sorted(listed.items())
+        listed.update((f.path, f) for f in _empty_files(spark, every, listed))
+    unique = {path_key(path): file for path, file in sorted(listed.items())}
+    return sorted(unique.values())
 
 
-def _empty_files(spark: SparkSession, uris: Sequence[str], listed: Mapping[str, int]):
-    """(path, 0) of the zero-byte files among ``uris``, which Spark's file scans skip.
+def _empty_files(spark: SparkSession, uris: Sequence[str], listed: Mapping[str, ListedFile]):
+    """The zero-byte files among ``uris``, which Spark's file scans skip.
 
     ``inputFiles`` gives URIs (``file:///a%20b.mp3``): those whose decoded form is not among
     the scanned paths are looked up through Hadoop, which also gives the path's own spelling.
@@ -231,7 +259,7 @@ def _empty_files(spark: SparkSession, uris: Sequence[str], listed: Mapping[str, 
         fs, _ = hadoop_fs(spark, uri)
         status = fs.getFileStatus(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))
         if status.getLen() == 0:
-            yield status.getPath().toString(), 0
+            yield ListedFile(status.getPath().toString(), 0, status.getModificationTime() * 1000)
 
 
 def _literal_path(path: str) -> str:
@@ -239,53 +267,110 @@ def _literal_path(path: str) -> str:
     return "".join("\\" + c if c in "\\*?[]{}" else c for c in path)
 
 
+def _readable(files: Sequence[ListedFile], config: ExtractConfig) -> list[ListedFile]:
+    limit = config.max_file_mb * 2**20
+    return [f for f in files if 0 < f.size <= limit]
+
+
+def file_source_conf(
+    spark: SparkSession, files: Sequence[ListedFile], config: ExtractConfig
+) -> dict[str, str]:
+    """Spark SQL settings that pack ``files`` into about ``config.partitions`` read tasks.
+
+    The file source sorts files by size, largest first, and fills tasks up to a byte budget
+    counting each file as its size plus an opening cost. With the cost set to the average file
+    size and the budget to the total over the wanted task count, tasks get similar work
+    (bytes and files), and the small ones come last.
+    """
+    readable = _readable(files, config)
+    wanted = config.partitions or 4 * spark.sparkContext.defaultParallelism
+    tasks = max(1, min(wanted, len(readable)))
+    total = sum(f.size for f in readable)
+    open_cost = max(1, total // max(1, len(readable)))
+    budget = max(1, -(-(total + open_cost * len(readable)) // tasks))
+    return {
+        ARROW_BATCH: str(config.batch_size),
+        "spark.sql.files.maxPartitionBytes": str(budget),
+        "spark.sql.files.openCostInBytes": str(open_cost),
+        "spark.sql.files.minPartitionNum": str(tasks),
+    }
+
+
+@contextlib.contextmanager
+def session_settings(spark: SparkSession, settings: Mapping[str, str]):
+    """Set SQL properties of ``spark`` for the ``with`` block, then restore them."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def extraction_frame(
-    spark: SparkSession, files: Sequence[tuple[str, int]], config: ExtractConfig
+    spark: SparkSession, files: Sequence[ListedFile], config: ExtractConfig
 ) -> DataFrame:
-    """A lazy DataFrame of the feature rows of ``files`` ((path, size) pairs, as listed).
+    """A lazy DataFrame of the feature rows of ``files`` (as listed by :func:`list_inputs`).
 
     Empty files and files over ``config.max_file_mb`` are not read. The rows have every
-    column of :data:`fmagenre.feature_table.FEATURE_SCHEMA` but ``chunk_id``.
+    column of :data:`fmagenre.feature_table.FEATURE_SCHEMA` but ``chunk_id``. Run its action
+    within :func:`session_settings` of :func:`file_source_conf`, so that the files are
+    spread over the tasks where they are read.
     """
-    limit = config.max_file_mb * 2**20
-    readable = [path for path, size in files if 0 < size <= limit]
-    unread = [(path, size) for path, size in files if not 0 < size <= limit]
+    readable = _readable(files, config)
+    unread = sorted(set(files) - set(readable))
     sources = []
     if readable:
         sources.append(
             spark.read.format("binaryFile")
-            .load([_literal_path(path) for path in readable])
-            .select("path", F.col("length").alias("file_size"), "content")
+            .load([_literal_path(f.path) for f in readable])
+            .select(
+                "path",
+                F.col("length").alias("file_size"),
+                F.unix_micros("modificationTime").alias("modified_us"),
+                "content",
+            )
         )
     if unread:
         sources.append(
-            spark.createDataFrame(unread, "path string, file_size long").withColumn(
-                "content", F.lit(None).cast("binary")
-            )
+            spark.createDataFrame(
+                [tuple(f) for f in unread], "path string, file_size long, modified_us long"
+            ).withColumn("content", F.lit(None).cast("binary"))
         )
-    partitions = config.partitions or 4 * spark.sparkContext.defaultParallelism
-    worker = partial(
-        analyse_frames,
-        max_duration=config.max_duration,
-        fma_compat=config.fma_compat,
-        threads=config.threads,
-        max_file_mb=config.max_file_mb,
-    )
-    results = (
-        reduce(DataFrame.unionByName, sources)
-        .repartition(max(1, min(partitions, len(files))), "path")
-        .mapInPandas(worker, RESULT_SCHEMA)
+    results = reduce(DataFrame.unionByName, sources).mapInPandas(
+        partial(analyse_frames, config=config), RESULT_SCHEMA
     )
     features = F.expr(f"IF(status = 'ok', array({', '.join(flat_names())}), NULL)")
-    return results.withColumn("track_id", track_id_column(F.col("path"))).withColumn(
-        "features", features
+    return (
+        results.withColumn("track_id", track_id_column(F.col("path")))
+        .withColumn("features", features)
+        .withColumn("modified_at", F.timestamp_micros("modified_us"))
+        .withColumn("settings", F.lit(settings_key(config)))
+        .drop("modified_us")
     )
 
 
-def _done_paths(spark: SparkSession, output: str) -> set[str]:
-    """Paths that already have an ``ok`` row in a published chunk."""
-    done = read_published(spark, output).where(F.col("status") == "ok").select("path")
-    return {row.path for row in done.distinct().collect()}
+def _done(spark: SparkSession, output: str, config: ExtractConfig) -> dict[str, tuple[int, int]]:
+    """(size, modification time) of each file with an ``ok`` row from the same extractor and
+    value-changing settings, by :func:`fmagenre.feature_table.path_key`."""
+    from fmagenre.features import EXTRACTOR_VERSION
+
+    rows = (
+        read_features(spark, output)
+        .where(
+            (F.col("status") == "ok")
+            & (F.col("extractor_version") == EXTRACTOR_VERSION)
+            & (F.col("settings") == settings_key(config))
+            & F.col("path").isNotNull()
+        )
+        .select("path", "file_size", F.unix_micros("modified_at").alias("us"))
+    )
+    return {path_key(row.path): (row.file_size, row.us) for row in rows.collect()}
 
 
 def run_extraction(
@@ -296,7 +381,11 @@ def run_extraction(
     config: ExtractConfig,
     overwrite: bool = False,
 ) -> dict:
-    """Extract the features of every file under ``inputs`` that has no ``ok`` row yet.
+    """Extract the features of every file under ``inputs`` that has no current ``ok`` row.
+
+    A file is extracted again when its size or modification time changed, or when the
+    extractor version or a value-changing setting (``max_duration``, ``fma_compat``) did;
+    files with error rows are tried again.
 
     Parameters
     ----------
@@ -307,12 +396,12 @@ def run_extraction(
         The feature table directory (see :mod:`fmagenre.feature_table`).
     config : ExtractConfig
     overwrite : bool
-        Delete the table's earlier runs first, and extract every file.
+        Delete the table's view and earlier runs first, and extract every file.
 
     Returns
     -------
     dict
-        The run's summary, also written to ``OUTPUT/runs/<run_id>/summary.json``.
+        The run's summary, also written to ``OUTPUT/_runs/<run_id>/summary.json``.
 
     Raises
     ------
@@ -328,10 +417,11 @@ def run_extraction(
     log.info("run %s: listing %s (files matching %s)", run_id, ", ".join(inputs), config.glob)
     listed = list_inputs(spark, inputs, glob=config.glob)
     if overwrite:
-        log.info("run %s: deleting the earlier runs of %s", run_id, output)
+        log.info("run %s: deleting the view and the earlier runs of %s", run_id, output)
         clear_output(spark, output)
-    done = _done_paths(spark, output)
-    todo = [(path, size) for path, size in listed if path not in done]
+    open_table(spark, output, buckets=config.table_files)
+    done = _done(spark, output, config)
+    todo = [f for f in listed if done.get(path_key(f.path)) != (f.size, f.modified_us)]
     chunks = [todo[i : i + config.chunk_files] for i in range(0, len(todo), config.chunk_files)]
     log.info(
         "run %s: %d files found, %d already extracted, %d to extract in %d chunk(s)",
@@ -342,39 +432,33 @@ def run_extraction(
         len(chunks),
     )
     totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
-    previous_batch = spark.conf.get(ARROW_BATCH, None)
-    spark.conf.set(ARROW_BATCH, str(config.batch_size))
-    try:
-        for index, files in enumerate(chunks):
-            chunk = chunk_id(run_id, index)
-            spark.sparkContext.setJobDescription(
-                f"extract features: chunk {index + 1}/{len(chunks)}, {len(files)} files"
-            )
-            log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
-            frame = extraction_frame(spark, files, config).withColumn("chunk_id", F.lit(chunk))
-            stats = publish_chunk(spark, frame, output, chunk)
-            if stats["rows"] != len(files):
-                log.error("chunk %s: %d rows for %d files", chunk, stats["rows"], len(files))
-            totals["rows"] += stats["rows"]
-            totals["ok"] += stats["ok"]
-            totals["analysed_s"] += stats["analysed_s"]
-            for reason, count in stats["errors"].items():
-                totals["errors"][reason] = totals["errors"].get(reason, 0) + count
-            log.info(
-                "chunk %d/%d: published %s (%d ok, %d errors) after %.1f s",
-                index + 1,
-                len(chunks),
-                chunk,
-                stats["ok"],
-                stats["rows"] - stats["ok"],
-                time.perf_counter() - started,
-            )
-    finally:
-        spark.sparkContext.setJobDescription(None)
-        if previous_batch is None:
-            spark.conf.unset(ARROW_BATCH)
-        else:
-            spark.conf.set(ARROW_BATCH, previous_batch)
+    view = None
+    for index, files in enumerate(chunks):
+        chunk = chunk_id(run_id, index)
+        log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
+        frame = extraction_frame(spark, files, config).withColumn("chunk_id", F.lit(chunk))
+        description = f"extract features: chunk {index + 1}/{len(chunks)}, {len(files)} files"
+        with session_settings(spark, file_source_conf(spark, files, config)):
+            stats = publish_chunk(spark, frame, output, chunk, description=description)
+        if stats["rows"] != len(files):
+            log.error("chunk %s: %d rows for %d files", chunk, stats["rows"], len(files))
+        view = refresh_view(spark, output)
+        totals["rows"] += stats["rows"]
+        totals["ok"] += stats["ok"]
+        totals["analysed_s"] += stats["analysed_s"]
+        for reason, count in stats["errors"].items():
+            totals["errors"][reason] = totals["errors"].get(reason, 0) + count
+        log.info(
+            "chunk %d/%d: published %s (%d ok, %d errors), view %d rows, after %.1f s",
+            index + 1,
+            len(chunks),
+            chunk,
+            stats["ok"],
+            stats["rows"] - stats["ok"],
+            view["rows"],
+            time.perf_counter() - started,
+        )
+    view = view or refresh_view(spark, output)
     wall = time.perf_counter() - started
     summary = {
         "job": "extract_features",
@@ -390,6 +474,7 @@ def run_extraction(
         "errors": dict(sorted(totals["errors"].items())),
         "missing": len(todo) - totals["rows"],
         "chunks": len(chunks),
+        "table_rows": view["rows"],
         "analysed_s": round(totals["analysed_s"], 3),
         "wall_s": round(wall, 3),
         "tracks_per_s": round(len(todo) / wall, 3),
@@ -412,6 +497,7 @@ def format_summary(summary: Mapping) -> str:
         f"  processed             {summary['processed']}",
         f"  ok                    {summary['ok']}",
         f"  errors                {sum(errors.values())}" + (f" ({by_reason})" if errors else ""),
+        f"  table rows            {summary['table_rows']} (one per file)",
         f"  wall time             {summary['wall_s']:.1f} s",
         f"  tracks/s              {summary['tracks_per_s']:.2f}",
         f"  x real time           {summary['x_real_time']:.1f}"

@@ -35,8 +35,10 @@ from fmagenre.feature_table import (
     chunk_id,
     clear_output,
     new_run_id,
+    open_table,
     publish_chunk,
     read_features,
+    refresh_view,
     run_path,
     write_summary,
 )
@@ -192,9 +194,11 @@ def import_fma_csv(spark: SparkSession, csv_path: str, output: str, *, overwrite
     frame = read_fma_csv(spark, csv_path)
     if overwrite:
         clear_output(spark, output)
+    open_table(spark, output)
     run_id = new_run_id()
     chunk = chunk_id(run_id, 0)
     stats = publish_chunk(spark, frame.withColumn("chunk_id", F.lit(chunk)), output, chunk)
+    refresh_view(spark, output)
     summary = {
         "job": "import_fma_features",
         "run_id": run_id,

@@ -26,8 +26,8 @@ from pyspark.sql import functions as F
 
 from fmagenre.config import ExtractConfig
 from fmagenre.ensemble import VotingEnsembleModel, shown_columns, vote_column
-from fmagenre.extract import ARROW_BATCH, extraction_frame, list_inputs
-from fmagenre.feature_table import hadoop_fs, path_exists, published_chunks
+from fmagenre.extract import extraction_frame, file_source_conf, list_inputs, session_settings
+from fmagenre.feature_table import hadoop_fs, is_feature_table, path_exists
 from fmagenre.training import MODEL_DIR
 from fmagenre.training_data import read_feature_rows
 
@@ -43,7 +43,7 @@ class PredictionError(ValueError):
 def detect_input_format(spark: SparkSession, path: str) -> str:
     """``features`` for a feature table, a Parquet file or a directory of Parquet files,
     else ``audio``."""
-    if published_chunks(spark, path):
+    if is_feature_table(spark, path):
         return "features"
     fs, root = hadoop_fs(spark, path)
     if fs.isFile(root):
@@ -162,25 +162,19 @@ def run(
     if input_format == "auto":
         input_format = detect_input_format(spark, input)
     log.info("predicting %s input %s with %s", input_format, input, model_dir)
-    previous_batch = spark.conf.get(ARROW_BATCH, None)
+    settings = {}
     if input_format == "audio":
         files = list_inputs(spark, [input], glob=extract.glob)
         if not files:
             raise PredictionError(f"no file matching {extract.glob} under {input}")
         rows = extraction_frame(spark, files, extract)
-        # Arrow batches of file bytes: a few files per Python worker, as the extraction job.
-        spark.conf.set(ARROW_BATCH, str(extract.batch_size))
+        settings = file_source_conf(spark, files, extract)
     else:
         rows = read_feature_rows(spark, input)
-    try:
+    with session_settings(spark, settings):
         predictions(model, rows).write.mode("overwrite" if overwrite else "errorifexists").parquet(
             output
         )
-    finally:
-        if previous_batch is None:
-            spark.conf.unset(ARROW_BATCH)
-        else:
-            spark.conf.set(ARROW_BATCH, previous_batch)
     counts = spark.read.parquet(output).groupBy("status", "genre").count().collect()
     genres: dict[str, int] = {}
     for row in counts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def first_run(spark, job, sample_corpus, tmp_path_factory):
     argv += ["--batch-size", "2", "--partitions", "3", "--max-file-mb", "1"]
     assert job.main(argv, spark=spark) == 0
     rows = {row.path: row for row in read_features(spark, str(output)).collect()}
-    (summary_file,) = output.glob("runs/*/summary.json")
+    (summary_file,) = output.glob("_runs/*/summary.json")
     return {
         "corpus": corpus,
         "output": output,
@@ -150,7 +151,7 @@ def test_summary_counts_and_published_chunks(first_run):
     assert summary["chunks"] == -(-n // 6)
     assert summary["config"]["batch_size"] == 2 and summary["config"]["max_file_mb"] == 1
     assert summary["analysed_s"] > 0 and summary["x_real_time"] > 0
-    markers = sorted(first_run["output"].glob(f"runs/*/chunk-*/{MARKER}"))
+    markers = sorted(first_run["output"].glob(f"_runs/*/chunk-*/{MARKER}"))
     assert len(markers) == summary["chunks"]
     assert sum(json.loads(marker.read_text())["rows"] for marker in markers) == n
 
@@ -176,7 +177,7 @@ def test_resume_processes_only_new_files_and_earlier_errors(
 
     again = _run(job, spark, capsys, corpus, output, "--overwrite")
     assert (again["skipped"], again["processed"], again["ok"]) == (0, 4, 3)
-    assert [p.name for p in (output / "runs").iterdir()] == [again["run_id"]]
+    assert [p.name for p in (output / "_runs").iterdir()] == [again["run_id"]]
     assert read_features(spark, str(output)).count() == 4
 
 
@@ -184,11 +185,11 @@ def test_killed_run_is_ignored_and_its_files_redone(spark, job, capsys, sample_c
     corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "3", "not_audio")
     output = tmp_path / "features"
     first = _run(job, spark, capsys, corpus, output)
-    (chunk,) = (output / "runs" / first["run_id"]).glob("chunk-*")
+    (chunk,) = (output / "_runs" / first["run_id"]).glob("chunk-*")
 
     # A later run killed before publishing: rows on storage, no marker. It claims success for
     # the bad file, which readers must not believe.
-    killed = output / "runs" / "run-99991231T000000000000Z-deadbeef" / "chunk-00000"
+    killed = output / "_runs" / "run-99991231T000000000000Z-deadbeef" / "chunk-00000"
     spark.read.parquet(str(chunk)).selectExpr(
         *(c for c in FEATURE_SCHEMA.names if c not in ("status", "chunk_id")),
         "'ok' AS status",
@@ -200,7 +201,7 @@ def test_killed_run_is_ignored_and_its_files_redone(spark, job, capsys, sample_c
 
     # The killed run alone: its files count as not done.
     alone = tmp_path / "alone"
-    shutil.copytree(killed, alone / "runs" / killed.parent.name / killed.name)
+    shutil.copytree(killed, alone / "_runs" / killed.parent.name / killed.name)
     assert read_features(spark, str(alone)).count() == 0
     redo = _run(job, spark, capsys, corpus, alone)
     assert (redo["skipped"], redo["processed"], redo["ok"]) == (0, 2, 1)
@@ -227,7 +228,179 @@ def test_help_explains_every_option(job, capsys):
     text = capsys.readouterr().out
     for option in (
         "--input --output --config --glob --max-duration --fma-compat --no-fma-compat"
-        " --batch-size --partitions --chunk-files --max-file-mb --threads --overwrite --master"
+        " --batch-size --partitions --chunk-files --max-file-mb --threads --timeout --overwrite"
+        " --master"
         " --conf"
     ).split():
         assert option in text
+
+
+def _plain_reader_paths(output: Path) -> dict[str, list[str]]:
+    """The ``path`` column of the table as readers that know nothing of fmagenre see it."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    return {
+        "pyarrow": pq.read_table(output, columns=["path"]).column("path").to_pylist(),
+        "pandas": pd.read_parquet(output, columns=["path"])["path"].tolist(),
+        "duckdb": [
+            row[0]
+            for row in duckdb.sql(f"SELECT path FROM read_parquet('{output}/*.parquet')").fetchall()
+        ],
+    }
+
+
+def _assert_one_row_per_file(spark, output: Path, files: set[Path]) -> None:
+    recursive = spark.read.option("recursiveFileLookup", "true").parquet(str(output))
+    seen = _plain_reader_paths(output)
+    seen["spark recursive"] = [row.path for row in recursive.select("path").collect()]
+    seen["fmagenre"] = [row.path for row in read_features(spark, str(output)).collect()]
+    for reader, paths in seen.items():
+        assert sorted(_local(p) for p in paths) == sorted(files), reader
+
+
+def test_every_parquet_reader_sees_one_row_per_file_after_reruns(
+    spark, job, capsys, sample_corpus, tmp_path
+):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "0", "1", "not_audio")
+    files = set(corpus.rglob("*.mp3"))
+    output = tmp_path / "features"
+    first = _run(job, spark, capsys, corpus, output, "--chunk-files", "2")
+    assert (first["processed"], first["chunks"], first["table_rows"]) == (3, 2, 3)
+    _assert_one_row_per_file(spark, output, files)
+    assert sorted(p.name for p in output.iterdir() if not p.name.startswith((".", "_"))) == [
+        f"part-{bucket:05d}.parquet" for bucket in sorted(_buckets(spark, output))
+    ]
+
+    # A value-changing setting redoes every file; the history now holds each file twice.
+    second = _run(job, spark, capsys, corpus, output, "--max-duration", "4")
+    assert (second["skipped"], second["processed"], second["table_rows"]) == (0, 3, 3)
+    _assert_one_row_per_file(spark, output, files)
+    rows = {_local(r.path).name: r for r in read_features(spark, str(output)).collect()}
+    assert rows["000100.mp3"].settings == "max_duration=4;fma_compat=true"
+    assert rows["000100.mp3"].analysed_s == pytest.approx(4.0, abs=0.05)
+
+    # Same settings: only the file whose modification time changed is redone (and the error).
+    touched = corpus / "000" / "000101.mp3"
+    os.utime(touched, (touched.stat().st_atime, touched.stat().st_mtime + 60))
+    third = _run(job, spark, capsys, corpus, output, "--max-duration", "4")
+    assert (third["skipped"], third["processed"], third["ok"]) == (1, 2, 1)
+    _assert_one_row_per_file(spark, output, files)
+    rows = {_local(r.path).name: r for r in read_features(spark, str(output)).collect()}
+    assert rows["000101.mp3"].chunk_id.startswith(third["run_id"])
+    assert rows["000100.mp3"].chunk_id.startswith(second["run_id"])
+
+
+def _buckets(spark, output: Path) -> set[int]:
+    from pyspark.sql import functions as F
+
+    from fmagenre.feature_table import row_key, view_state
+
+    count = view_state(spark, str(output))["buckets"]
+    keys = read_features(spark, str(output)).select(F.pmod(F.xxhash64(row_key()), F.lit(count)))
+    return {row[0] for row in keys.collect()}
+
+
+def test_a_table_of_the_earlier_layout_is_moved_and_read(
+    spark, job, capsys, sample_corpus, tmp_path
+):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "2", "truncated")
+    output = tmp_path / "features"
+    first = _run(job, spark, capsys, corpus, output)
+    # What the earlier version left: runs/ in sight, no view.
+    (output / "_runs").rename(output / "runs")
+    for view_file in [*output.glob("part-*.parquet"), output / "_table.json"]:
+        view_file.unlink()
+    legacy = {_local(r.path).name: r.status for r in read_features(spark, str(output)).collect()}
+    assert legacy == {"000100.mp3": "ok", "000101.mp3": "error"}
+
+    again = _run(job, spark, capsys, corpus, output)
+    assert (again["skipped"], again["processed"]) == (1, 1)
+    assert not (output / "runs").exists() and (output / "_runs" / first["run_id"]).is_dir()
+    _assert_one_row_per_file(spark, output, set(corpus.rglob("*.mp3")))
+
+
+def test_s3_and_s3a_spellings_are_one_file(spark):
+    from fmagenre.feature_table import FEATURE_SCHEMA, latest_rows, path_key
+
+    assert path_key("s3a://bucket/a/000002.mp3") == path_key("s3://bucket/a/000002.mp3")
+    assert path_key("s3n://bucket/x.mp3") == "s3://bucket/x.mp3"
+    assert path_key("hdfs://nn/s3a://x.mp3") == "hdfs://nn/s3a://x.mp3"
+    empty = {name: None for name in FEATURE_SCHEMA.names}
+    rows = [
+        {**empty, "path": "s3://b/1.mp3", "status": "ok", "chunk_id": "run-1/chunk-00000"},
+        {**empty, "path": "s3a://b/1.mp3", "status": "ok", "chunk_id": "run-2/chunk-00000"},
+        {**empty, "path": "s3a://b/2.mp3", "status": "error", "chunk_id": "run-2/chunk-00000"},
+    ]
+    latest = latest_rows(spark.createDataFrame(rows, FEATURE_SCHEMA)).collect()
+    assert sorted((r.path, r.chunk_id) for r in latest) == [
+        ("s3a://b/1.mp3", "run-2/chunk-00000"),
+        ("s3a://b/2.mp3", "run-2/chunk-00000"),
+    ]
+
+
+def test_crashes_and_hangs_cost_one_file_each(spark, job, capsys, sample_corpus, tmp_path):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "0", "1", "2", "3")
+    config = tmp_path / "faults.toml"
+    config.write_text(
+        '[extract]\ninject_fault = "segfault:000100.mp3,hang:000101.mp3,kill:000102.mp3"\n'
+    )
+    output = tmp_path / "features"
+    summary = _run(job, spark, capsys, corpus, output, "--config", str(config), "--timeout", "3")
+    assert summary["errors"] == {"crashed": 2, "timeout": 1} and summary["ok"] == 1
+    rows = {_local(r.path).name: r for r in read_features(spark, str(output)).collect()}
+    assert rows["000100.mp3"].error.startswith(
+        "crashed: the analysis process was killed by SIGSEGV"
+    )
+    assert rows["000101.mp3"].error == "timeout: no result after 3 s, the limit for this file"
+    assert rows["000102.mp3"].error.startswith(
+        "crashed: the analysis process was killed by SIGKILL"
+    )
+    assert rows["000103.mp3"].status == "ok" and rows["000103.mp3"].features is not None
+
+
+def _shuffle_write_bytes(spark, prefix: str) -> tuple[int, int]:
+    """(stages, shuffle bytes written) of the jobs whose description starts with ``prefix``,
+    from Spark's status store (what the UI and the REST API show)."""
+    store = spark.sparkContext._jsc.sc().statusStore()
+    jobs = store.jobsList(None)
+    stage_ids = set()
+    for i in range(jobs.size()):
+        data = jobs.apply(i)
+        if data.description().isDefined() and data.description().get().startswith(prefix):
+            ids = data.stageIds()
+            stage_ids.update(ids.apply(j) for j in range(ids.size()))
+    written = sum(store.lastStageAttempt(i).shuffleWriteBytes() for i in stage_ids)
+    return len(stage_ids), written
+
+
+def test_audio_bytes_are_read_where_analysed_no_shuffle(
+    spark, job, capsys, sample_corpus, tmp_path
+):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "0", "1", "2", "3", "4", "empty")
+    before = _shuffle_write_bytes(spark, "extract features: chunk")[0]
+    summary = _run(job, spark, capsys, corpus, tmp_path / "features", "--partitions", "3")
+    assert summary["ok"] == 5
+    stages, written = _shuffle_write_bytes(spark, "extract features: chunk")
+    assert stages > before and written == 0
+
+
+def test_file_source_packs_the_largest_files_first_into_the_wanted_tasks(spark, tmp_path):
+    from fmagenre.config import ExtractConfig
+    from fmagenre.extract import file_source_conf, list_inputs, session_settings
+
+    sizes = [900_000, 500_000, 400_000, 300_000, 200_000, 100_000, 50_000, 50_000, 1000]
+    for i, size in enumerate(sizes):
+        (tmp_path / f"{i:06d}.mp3").write_bytes(b"\xff" * size)
+    files = list_inputs(spark, [str(tmp_path)], glob="*.mp3")
+    config = ExtractConfig(partitions=4)
+    previous = spark.conf.get("spark.sql.files.openCostInBytes")
+    with session_settings(spark, file_source_conf(spark, files, config)):
+        frame = spark.read.format("binaryFile").load([f.path for f in files])
+        tasks = frame.rdd.glom().map(lambda rows: [len(r.content) for r in rows]).collect()
+    assert sorted(len(t) > 0 for t in tasks) == [True] * len(tasks)
+    assert 3 <= len(tasks) <= 6
+    assert sorted(size for task in tasks for size in task) == sorted(sizes)
+    assert tasks[0][0] == max(sizes)  # largest first
+    assert spark.conf.get("spark.sql.files.openCostInBytes") == previous
