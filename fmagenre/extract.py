@@ -49,7 +49,7 @@ from fmagenre.feature_table import (
     FEATURE_SCHEMA,
     check_output,
     chunk_id,
-    clear_output,
+    drop_runs_before,
     hadoop_fs,
     new_run_id,
     open_table,
@@ -396,7 +396,8 @@ def run_extraction(
         The feature table directory (see :mod:`fmagenre.feature_table`).
     config : ExtractConfig
     overwrite : bool
-        Delete the table's view and earlier runs first, and extract every file.
+        Extract every file, and once done, replace the table's rows with this run's and
+        delete the earlier runs (readers see the earlier rows until then).
 
     Returns
     -------
@@ -416,11 +417,8 @@ def run_extraction(
     check_output(spark, output)
     log.info("run %s: listing %s (files matching %s)", run_id, ", ".join(inputs), config.glob)
     listed = list_inputs(spark, inputs, glob=config.glob)
-    if overwrite:
-        log.info("run %s: deleting the view and the earlier runs of %s", run_id, output)
-        clear_output(spark, output)
     open_table(spark, output, buckets=config.table_files)
-    done = _done(spark, output, config)
+    done = {} if overwrite else _done(spark, output, config)
     todo = [f for f in listed if done.get(path_key(f.path)) != (f.size, f.modified_us)]
     chunks = [todo[i : i + config.chunk_files] for i in range(0, len(todo), config.chunk_files)]
     log.info(
@@ -458,6 +456,12 @@ def run_extraction(
             view["rows"],
             time.perf_counter() - started,
         )
+    if overwrite:
+        # Until now readers saw the earlier rows of the files not redone yet; from here on,
+        # this run's rows alone, and the earlier runs go.
+        log.info("run %s: leaving the earlier runs of %s out, then deleting them", run_id, output)
+        view = refresh_view(spark, output, since=run_id)
+        drop_runs_before(spark, output, run_id)
     view = view or refresh_view(spark, output)
     wall = time.perf_counter() - started
     summary = {

@@ -28,7 +28,9 @@ existed (a visible ``runs/`` folder) are moved to this layout by the next extrac
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -147,17 +149,6 @@ def read_bytes(spark: SparkSession, path: str, *, piece: int = 1 << 23) -> bytes
     return b"".join(parts)
 
 
-def _read_text(spark: SparkSession, path: str) -> str:
-    """A small file's text, read through Hadoop."""
-    fs, hadoop_path = hadoop_fs(spark, path)
-    jvm = spark.sparkContext._jvm
-    stream = fs.open(hadoop_path)
-    try:
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-
-
 def new_run_id() -> str:
     """A run id that sorts by start time: ``run-20260525T163000123456Z-1a2b3c4d``."""
     return f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"
@@ -210,13 +201,27 @@ def check_output(spark: SparkSession, output: str) -> None:
         )
 
 
-def clear_output(spark: SparkSession, output: str) -> None:
-    """Delete the view and every run of the table at ``output`` (checked by
-    :func:`check_output`)."""
-    for name in _names(spark, output):
-        if name in (RUNS, LEGACY_RUNS, VIEW_STATE, STAGING) or VIEW_FILE.fullmatch(name):
-            fs, path = hadoop_fs(spark, _join(output, name))
-            fs.delete(path, True)
+def _migrate_legacy(spark: SparkSession, output: str) -> None:
+    """Move the chunks of a table written before the view (``runs/``) to ``_runs/``.
+
+    File by file, markers last, so that a move cut short leaves no chunk that counts as
+    published without its rows; a later call finishes it.
+    """
+    fs, legacy = hadoop_fs(spark, _join(output, LEGACY_RUNS))
+    if not fs.exists(legacy):
+        return
+    root = legacy.toUri().getPath().rstrip("/")
+    files, listing = [], fs.listFiles(legacy, True)
+    while listing.hasNext():
+        files.append(listing.next().getPath())
+    for path in sorted(files, key=lambda path: path.getName() == MARKER):
+        relative = path.toUri().getPath()[len(root) + 1 :]
+        _, target = hadoop_fs(spark, _join(output, RUNS, relative))
+        fs.mkdirs(target.getParent())
+        if not fs.rename(path, target) and not fs.exists(target):
+            raise OSError(f"could not move {path.toString()} to {target.toString()}")
+        fs.delete(path, False)
+    fs.delete(legacy, True)
 
 
 def open_table(spark: SparkSession, output: str, *, buckets: int = DEFAULT_BUCKETS) -> dict:
@@ -227,11 +232,17 @@ def open_table(spark: SparkSession, output: str, *, buckets: int = DEFAULT_BUCKE
     after publishing a chunk, before its view was refreshed, is caught up here.
     """
     check_output(spark, output)
-    names = _names(spark, output)
-    if LEGACY_RUNS in names and RUNS not in names:
-        fs, legacy = hadoop_fs(spark, _join(output, LEGACY_RUNS))
-        fs.rename(legacy, hadoop_fs(spark, _join(output, RUNS))[1])
+    _migrate_legacy(spark, output)
     return refresh_view(spark, output, buckets=buckets)
+
+
+def drop_runs_before(spark: SparkSession, output: str, run_id: str) -> None:
+    """Delete the runs older than ``run_id`` (after an overwrite has left them out of the
+    view: see ``since`` in :func:`refresh_view`)."""
+    fs, pattern = hadoop_fs(spark, _join(output, RUNS, "run-*"))
+    for status in fs.globStatus(pattern) or []:
+        if status.getPath().getName() < run_id:
+            fs.delete(status.getPath(), True)
 
 
 def publish_chunk(
@@ -294,14 +305,6 @@ def is_feature_table(spark: SparkSession, path: str) -> bool:
     return path_exists(spark, _join(path, VIEW_STATE)) or bool(published_chunks(spark, path))
 
 
-def read_history(spark: SparkSession, output: str) -> DataFrame:
-    """Every row of every published chunk, duplicates across runs included."""
-    chunks = published_chunks(spark, output)
-    if not chunks:
-        return spark.createDataFrame([], FEATURE_SCHEMA)
-    return spark.read.schema(FEATURE_SCHEMA).parquet(*chunks)
-
-
 def normalized_path(path: Column) -> Column:
     """A path with ``s3a://`` and ``s3n://`` spelled ``s3://``: one object, one key."""
     return F.regexp_replace(path, r"^s3[an]://", "s3://")
@@ -321,108 +324,180 @@ def row_key() -> Column:
 
 
 def latest_rows(rows: DataFrame) -> DataFrame:
-    """One row per file: the latest ``ok`` row, else the latest error row.
+    """One row per file: among the rows of the file as it is now (same size, modification
+    time, extractor version and settings as its latest row), the latest ``ok`` row, else the
+    latest error.
 
-    Chunk ids sort by time, so "latest" is the largest.
+    So a transient error (a timeout) keeps the file's earlier features, while a file that
+    changed, or was extracted with another version or settings, gets its latest row even
+    when that is an error. Chunk ids sort by time, so "latest" is the largest.
     """
-    latest = Window.partitionBy(row_key()).orderBy(
-        (F.col("status") == "ok").desc(), F.col("chunk_id").desc()
+    by_key = Window.partitionBy(row_key())
+    signature = F.struct("file_size", "modified_at", "extractor_version", "settings")
+    current = F.first(signature).over(by_key.orderBy(F.col("chunk_id").desc()))
+    best = by_key.orderBy(
+        signature.eqNullSafe(F.col("_current")).desc(),
+        (F.col("status") == "ok").desc(),
+        F.col("chunk_id").desc(),
     )
-    return rows.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
+    return (
+        rows.withColumn("_current", current)
+        .withColumn("_rank", F.row_number().over(best))
+        .where("_rank = 1")
+        .drop("_current", "_rank")
+    )
 
 
 def view_state(spark: SparkSession, output: str) -> dict | None:
     """The state of the view at ``output`` (``_table.json``), None before the first view."""
     path = _join(output, VIEW_STATE)
-    return json.loads(_read_text(spark, path)) if path_exists(spark, path) else None
+    if not path_exists(spark, path):
+        return None
+    try:
+        return json.loads(read_bytes(spark, path))
+    except ValueError:  # written in one step, so never partial: someone else's file
+        return None
+
+
+def _chunks(spark: SparkSession, output: str, since: str | None) -> dict[str, str]:
+    """Directories of the published chunks by ``run/chunk`` name, from the run ``since`` on."""
+    chunks = {"/".join(path.rsplit("/", 2)[-2:]): path for path in published_chunks(spark, output)}
+    return {name: path for name, path in chunks.items() if since is None or name >= since}
 
 
 def _replace_file(spark: SparkSession, source: str, target: str) -> None:
-    """Put ``source`` in place of ``target`` in one step, as readers see it.
+    """Put ``source`` in place of ``target`` in one step, as readers see it, and remove it.
 
-    On S3-like stores an object becomes visible whole when written, so a copy replaces it;
-    elsewhere (local, HDFS) a rename over the old file does.
+    A local file is renamed over the old one (POSIX rename, checksum files dropped), an
+    HDFS file likewise (``FileContext.rename`` with OVERWRITE is atomic there); on object
+    stores an object becomes visible whole when written, so a copy replaces it.
     """
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     fs, src = hadoop_fs(spark, source)
     _, dst = hadoop_fs(spark, target)
     scheme = fs.getUri().getScheme() or "file"
-    if scheme in ("s3", "s3a", "s3n", "gs", "wasb", "wasbs", "abfs", "abfss", "oss"):
+    if scheme == "file":
+        local = [src.toUri().getPath(), dst.toUri().getPath()]
+        for path in local:
+            folder, name = os.path.split(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, f".{name}.crc"))
+        os.replace(*local)
+    elif scheme in ("hdfs", "viewfs"):
+        rename = jvm.org.apache.hadoop.fs.Options.Rename
+        options = spark.sparkContext._gateway.new_array(rename, 1)
+        options[0] = rename.OVERWRITE
+        jvm.org.apache.hadoop.fs.FileContext.getFileContext(dst.toUri(), conf).rename(
+            src, dst, options
+        )
+    else:
         jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, fs, dst, True, True, conf)
-        return
-    rename = jvm.org.apache.hadoop.fs.Options.Rename
-    options = spark.sparkContext._gateway.new_array(rename, 1)
-    options[0] = rename.OVERWRITE
-    jvm.org.apache.hadoop.fs.FileContext.getFileContext(dst.toUri(), conf).rename(src, dst, options)
 
 
-def refresh_view(spark: SparkSession, output: str, *, buckets: int = DEFAULT_BUCKETS) -> dict:
+def _write_state(spark: SparkSession, output: str, state: Mapping) -> None:
+    staged = _join(output, f"{VIEW_STATE}.{secrets.token_hex(4)}")
+    write_bytes(spark, staged, json.dumps(state, indent=2) + "\n")
+    _replace_file(spark, staged, _join(output, VIEW_STATE))
+
+
+def _view_files(spark: SparkSession, output: str) -> dict[int, str]:
+    """The view's files by bucket."""
+    fs, pattern = hadoop_fs(spark, _join(output, "part-*.parquet"))
+    files = {}
+    for status in fs.globStatus(pattern) or []:
+        if VIEW_FILE.fullmatch(status.getPath().getName()):
+            files[int(status.getPath().getName()[5:10])] = status.getPath().toString()
+    return files
+
+
+def refresh_view(
+    spark: SparkSession,
+    output: str,
+    *,
+    buckets: int = DEFAULT_BUCKETS,
+    since: str | None = None,
+) -> dict:
     """Rewrite the view of ``output`` from its published chunks, when it lags behind them.
 
     Each bucket file of the view is written to a staging folder, then replaces the view's
-    file in one step (see :func:`_replace_file`); the state file, written last, lists the
-    chunks the view holds. ``buckets`` applies to a table's first view only.
+    file in one step (see :func:`_replace_file`); a bucket left without rows loses its file.
+    The state file, replaced last, lists the chunks the view holds.
+
+    Parameters
+    ----------
+    buckets : int
+        Files of the view; for a table's first view only (the state keeps the count).
+    since : str or None
+        A run id: from now on the view leaves out the chunks of earlier runs (an overwrite).
+        None keeps the state's.
 
     Returns
     -------
     dict
-        The view's state: ``buckets``, ``chunks`` and ``rows``.
+        The view's state: ``buckets``, ``since``, ``chunks`` and ``rows``.
     """
     state = view_state(spark, output)
-    chunks = published_chunks(spark, output)
-    names = [chunk.rsplit("/", 2)[-2] + "/" + chunk.rsplit("/", 1)[-1] for chunk in chunks]
-    if state is not None and state["chunks"] == names:
+    if state is None:
+        # Fix the bucket count before any view file exists, for a refresh cut short.
+        state = {"buckets": buckets, "since": None, "chunks": None, "rows": 0}
+        _write_state(spark, output, state)
+    since = since or state.get("since")
+    chunks = _chunks(spark, output, since)
+    names = list(chunks)
+    if state["chunks"] == names and state.get("since") == since:
         return state
-    buckets = state["buckets"] if state else buckets
-    if not chunks:
-        return {"buckets": buckets, "chunks": [], "rows": 0}
+    count = state["buckets"]
     staging = _join(output, STAGING, secrets.token_hex(6))
+    staged: dict[int, list[str]] = {}
     context = spark.sparkContext
     context.setJobDescription(f"refresh the view of {output}")
     try:
-        (
-            latest_rows(read_history(spark, output))
-            .withColumn("_bucket", F.pmod(F.xxhash64(row_key()), F.lit(buckets)))
-            .repartition(buckets, "_bucket")
-            .sortWithinPartitions("_bucket", row_key())
-            .write.partitionBy("_bucket")
-            .parquet(staging)
-        )
-        fs, pattern = hadoop_fs(spark, _join(staging, "_bucket=*", "*.parquet"))
-        staged = {}
-        for status in fs.globStatus(pattern) or []:
-            bucket = int(status.getPath().getParent().getName().split("=")[1])
-            staged.setdefault(bucket, []).append(status.getPath().toString())
+        if chunks:
+            (
+                latest_rows(spark.read.schema(FEATURE_SCHEMA).parquet(*chunks.values()))
+                .withColumn("_bucket", F.pmod(F.xxhash64(row_key()), F.lit(count)))
+                .repartition(count, "_bucket")
+                .sortWithinPartitions("_bucket", row_key())
+                .write.option("maxRecordsPerFile", 0)
+                .partitionBy("_bucket")
+                .parquet(staging)
+            )
+            fs, pattern = hadoop_fs(spark, _join(staging, "_bucket=*", "*.parquet"))
+            for status in fs.globStatus(pattern) or []:
+                bucket = int(status.getPath().getParent().getName().split("=")[1])
+                staged.setdefault(bucket, []).append(status.getPath().toString())
         if any(len(files) != 1 for files in staged.values()):
             raise RuntimeError(f"staged view {staging} has several files for one bucket")
         for bucket, (source,) in sorted(staged.items()):
             _replace_file(spark, source, _join(output, f"part-{bucket:05d}.parquet"))
-        rows = spark.read.schema(FEATURE_SCHEMA).parquet(*_view_files(spark, output)).count()
+        for bucket, path in _view_files(spark, output).items():
+            if bucket not in staged:
+                fs, stale = hadoop_fs(spark, path)
+                fs.delete(stale, False)
+        files = list(_view_files(spark, output).values())
+        rows = spark.read.schema(FEATURE_SCHEMA).parquet(*files).count() if files else 0
     finally:
         context.setJobDescription(None)
         fs, path = hadoop_fs(spark, staging)
         fs.delete(path, True)
     state = {
-        "buckets": buckets,
+        "buckets": count,
+        "since": since,
         "chunks": names,
         "rows": rows,
         "refreshed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_bytes(spark, _join(output, VIEW_STATE), json.dumps(state, indent=2) + "\n")
+    _write_state(spark, output, state)
     return state
 
 
-def _view_files(spark: SparkSession, output: str) -> list[str]:
-    fs, pattern = hadoop_fs(spark, _join(output, "part-*.parquet"))
-    return sorted(status.getPath().toString() for status in fs.globStatus(pattern) or [])
-
-
 def read_features(spark: SparkSession, output: str) -> DataFrame:
-    """The logical feature table: one row per file, the latest ``ok`` row else the latest error.
+    """The logical feature table: one row per file (see :func:`latest_rows`).
 
-    The view, as every other Parquet reader sees it; for a table that has none yet (written
-    by an earlier version), the same rows computed from its published chunks.
+    The view, as every other Parquet reader sees it; when the view lags behind the published
+    chunks (a run killed before its refresh) or there is none yet (a table written by an
+    earlier version), the same rows computed from the chunks.
 
     Parameters
     ----------
@@ -435,7 +510,13 @@ def read_features(spark: SparkSession, output: str) -> DataFrame:
     DataFrame
         With :data:`FEATURE_SCHEMA`; empty when nothing is published yet.
     """
-    files = _view_files(spark, output) if view_state(spark, output) else []
-    if files:
+    state = view_state(spark, output)
+    chunks = _chunks(spark, output, state.get("since") if state else None)
+    if state is not None and state["chunks"] == list(chunks):
+        files = list(_view_files(spark, output).values())
+        if not files:
+            return spark.createDataFrame([], FEATURE_SCHEMA)
         return spark.read.schema(FEATURE_SCHEMA).parquet(*files)
-    return latest_rows(read_history(spark, output))
+    if not chunks:
+        return spark.createDataFrame([], FEATURE_SCHEMA)
+    return latest_rows(spark.read.schema(FEATURE_SCHEMA).parquet(*chunks.values()))

@@ -33,7 +33,7 @@ from fmagenre.feature_table import (
     FEATURE_SCHEMA,
     check_output,
     chunk_id,
-    clear_output,
+    drop_runs_before,
     new_run_id,
     open_table,
     publish_chunk,
@@ -192,13 +192,13 @@ def import_fma_csv(spark: SparkSession, csv_path: str, output: str, *, overwrite
     """
     check_output(spark, output)
     frame = read_fma_csv(spark, csv_path)
-    if overwrite:
-        clear_output(spark, output)
     open_table(spark, output)
     run_id = new_run_id()
     chunk = chunk_id(run_id, 0)
     stats = publish_chunk(spark, frame.withColumn("chunk_id", F.lit(chunk)), output, chunk)
-    refresh_view(spark, output)
+    refresh_view(spark, output, since=run_id if overwrite else None)
+    if overwrite:
+        drop_runs_before(spark, output, run_id)
     summary = {
         "job": "import_fma_features",
         "run_id": run_id,

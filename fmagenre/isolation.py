@@ -12,6 +12,12 @@ not deliver:
   ``timeout_s``, or when that is 0, :data:`BASE_TIMEOUT_S` plus one second per second of
   audio to analyse, known once the child has decoded the file.
 
+The child leads a process group of its own (a decoder it starts, ffmpeg, dies with it), dies
+with its parent (a Spark worker killed with its task leaves no analysis behind), is the
+kernel's first choice when memory runs out, and writes its temporary files in a folder that
+the parent removes. Resident memory: the child shares the worker's pages until it writes to
+them, but a monitor that sums the RSS of a process tree (YARN's default) counts them twice.
+
 Fault injection, for tests only: ``fault`` makes the child crash for real before it analyses
 (``segfault``: a read of address 0; ``abort``: SIGABRT; ``kill``: SIGKILL, as the out-of-
 memory killer sends; ``hang``: sleep forever). :func:`fault_for` reads the
@@ -20,13 +26,18 @@ memory killer sends; ``hang``: sleep forever). :func:`fault_for` reads the
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import faulthandler
 import os
 import pickle
 import resource
 import select
+import shutil
 import signal
 import struct
+import sys
+import tempfile
 import time
 
 from fmagenre.features import TrackFeatures, analyse
@@ -36,6 +47,7 @@ BASE_TIMEOUT_S = 60.0
 #: Seconds of analysis allowed per second of decoded audio, with an automatic limit.
 SECONDS_PER_AUDIO_SECOND = 1.0
 _HEADER = struct.Struct("!cI")
+_PR_SET_PDEATHSIG = 1
 
 
 def fault_for(path: str, setting: str) -> str | None:
@@ -67,12 +79,25 @@ def _crash(fault: str) -> None:
             time.sleep(3600)
 
 
-def _child(fd: int, content: bytes, fault: str | None, settings: dict) -> None:
+def _detach(parent: int, temporary: str) -> None:
+    """Make the child its own process group, killed with its parent, killed first on OOM."""
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as score:
+        score.write("1000")
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ["TMPDIR"] = tempfile.tempdir = temporary
+
+
+def _child(fd: int, content: bytes, fault: str | None, settings: dict, parent: int, temporary: str):
     """The child's whole life: analyse, send, exit without running the parent's cleanup."""
     status = 1
     try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _detach(parent, temporary)
         if fault:
             faulthandler.disable()  # a real crash dumps its traceback to the log; this one not
             _crash(fault)
@@ -89,6 +114,15 @@ def _child(fd: int, content: bytes, fault: str | None, settings: dict) -> None:
         status = 0
     finally:
         os._exit(status)
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL to the child's process group (the child alone if it has none yet)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _describe(wait_status: int) -> str:
@@ -122,21 +156,39 @@ def analyse_isolated(
         A fault the child injects (see the module's doc); tests only.
     """
     settings = {"max_duration": max_duration, "fma_compat": fma_compat}
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    temporary = tempfile.mkdtemp(prefix="fmagenre-analysis-")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+    except OSError as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        detail = f"fork_failed: could not start the analysis process: {exc}"
+        return TrackFeatures(None, "error", detail, "fork_failed")
     if pid == 0:
         os.close(read_fd)
-        _child(write_fd, content, fault, settings)
+        _child(write_fd, content, fault, settings, os.getppid(), temporary)
     os.close(write_fd)
+    with contextlib.suppress(OSError):  # also done by the child: whoever comes first
+        os.setpgid(pid, pid)
     started = time.monotonic()
     deadline = started + (timeout_s or BASE_TIMEOUT_S)
-    buffer, result, analysed_s = b"", None, None
+    buffer, result, analysed_s, reaped = b"", None, None, False
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
     try:
         while result is None:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([read_fd], [], [], remaining)[0]:
-                os.kill(pid, signal.SIGKILL)
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                _kill(pid)
                 os.waitpid(pid, 0)
+                reaped = True
                 limit = deadline - started
                 detail = f"no result after {limit:.3g} s, the limit for this file"
                 return TrackFeatures(
@@ -160,9 +212,14 @@ def analyse_isolated(
                         )
                 else:
                     result = pickle.loads(payload)
+        _, wait_status = os.waitpid(pid, 0)
+        reaped = True
     finally:
         os.close(read_fd)
-    _, wait_status = os.waitpid(pid, 0)
+        if not reaped:  # interrupted: leave no analysis running behind
+            _kill(pid)
+            os.waitpid(pid, 0)
+        shutil.rmtree(temporary, ignore_errors=True)
     if result is not None:
         return result
     detail = _describe(wait_status)

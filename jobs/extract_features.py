@@ -122,7 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="delete the table's earlier runs and extract every file again",
+        help="extract every file again; once done, the table holds this run's rows alone and"
+        " the earlier runs are deleted (readers see the earlier rows until then)",
     )
     add_spark_arguments(parser)
     return parser.parse_args(argv)

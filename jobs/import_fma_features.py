@@ -39,8 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="delete the table's earlier runs first (otherwise the import is added as a new"
-        " run, and replaces earlier rows of the same track ids)",
+        help="once imported, the table holds these rows alone and the earlier runs are deleted"
+        " (otherwise the import is added as a new run, and replaces earlier rows of the same"
+        " track ids)",
     )
     add_spark_arguments(parser)
     return parser.parse_args(argv)

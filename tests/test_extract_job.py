@@ -16,6 +16,7 @@ from fmagenre.features import EXTRACTOR_VERSION, extract_file
 from fmagenre.names import flat_names
 
 ROOT = Path(__file__).resolve().parent.parent
+TWO_FILES = {"part-00000.parquet", "part-00001.parquet"}
 BAD_REASONS = ("empty", "truncated", "not_audio", "silent")
 
 
@@ -308,16 +309,22 @@ def test_a_table_of_the_earlier_layout_is_moved_and_read(
     corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "2", "truncated")
     output = tmp_path / "features"
     first = _run(job, spark, capsys, corpus, output)
-    # What the earlier version left: runs/ in sight, no view.
-    (output / "_runs").rename(output / "runs")
+    # What the earlier version left: runs/ in sight, no view, rows without the new columns.
+    (chunk,) = (output / "_runs" / first["run_id"]).glob("chunk-*")
+    legacy_chunk = output / "runs" / first["run_id"] / chunk.name
+    spark.read.parquet(str(chunk)).drop("modified_at", "settings").write.parquet(str(legacy_chunk))
+    shutil.copy(chunk / MARKER, legacy_chunk / MARKER)
+    shutil.rmtree(output / "_runs")
     for view_file in [*output.glob("part-*.parquet"), output / "_table.json"]:
         view_file.unlink()
     legacy = {_local(r.path).name: r.status for r in read_features(spark, str(output)).collect()}
     assert legacy == {"000100.mp3": "ok", "000101.mp3": "error"}
 
+    # Rows without a modification time or settings are extracted again, once.
     again = _run(job, spark, capsys, corpus, output)
-    assert (again["skipped"], again["processed"]) == (1, 1)
+    assert (again["skipped"], again["processed"]) == (0, 2)
     assert not (output / "runs").exists() and (output / "_runs" / first["run_id"]).is_dir()
+    assert _run(job, spark, capsys, corpus, output)["skipped"] == 1
     _assert_one_row_per_file(spark, output, set(corpus.rglob("*.mp3")))
 
 
@@ -347,13 +354,13 @@ def test_crashes_and_hangs_cost_one_file_each(spark, job, capsys, sample_corpus,
         '[extract]\ninject_fault = "segfault:000100.mp3,hang:000101.mp3,kill:000102.mp3"\n'
     )
     output = tmp_path / "features"
-    summary = _run(job, spark, capsys, corpus, output, "--config", str(config), "--timeout", "3")
+    summary = _run(job, spark, capsys, corpus, output, "--config", str(config), "--timeout", "10")
     assert summary["errors"] == {"crashed": 2, "timeout": 1} and summary["ok"] == 1
     rows = {_local(r.path).name: r for r in read_features(spark, str(output)).collect()}
     assert rows["000100.mp3"].error.startswith(
         "crashed: the analysis process was killed by SIGSEGV"
     )
-    assert rows["000101.mp3"].error == "timeout: no result after 3 s, the limit for this file"
+    assert rows["000101.mp3"].error == "timeout: no result after 10 s, the limit for this file"
     assert rows["000102.mp3"].error.startswith(
         "crashed: the analysis process was killed by SIGKILL"
     )
@@ -404,3 +411,57 @@ def test_file_source_packs_the_largest_files_first_into_the_wanted_tasks(spark, 
     assert sorted(size for task in tasks for size in task) == sorted(sizes)
     assert tasks[0][0] == max(sizes)  # largest first
     assert spark.conf.get("spark.sql.files.openCostInBytes") == previous
+
+
+def test_a_table_keeps_its_file_count_and_overwrite_replaces_its_rows(
+    spark, job, capsys, sample_corpus, tmp_path
+):
+    corpus = _tiny_corpus(sample_corpus, tmp_path / "corpus", "0", "1", "2", "3", "4")
+    config = tmp_path / "two.toml"
+    config.write_text("[extract]\ntable_files = 2\n")
+    output = tmp_path / "features"
+    _run(job, spark, capsys, corpus, output, "--config", str(config), "--chunk-files", "2")
+    assert {p.name for p in output.glob("*.parquet")} <= {
+        "part-00000.parquet",
+        "part-00001.parquet",
+    }
+    assert json.loads((output / "_table.json").read_text())["buckets"] == 2
+
+    # An overwrite without one of the files: the default of 16 files does not apply to an
+    # existing table, and the removed file's row is gone once the run is done.
+    (corpus / "000" / "000104.mp3").unlink()
+    again = _run(job, spark, capsys, corpus, output, "--overwrite")
+    assert (again["processed"], again["table_rows"]) == (4, 4)
+    assert {p.name for p in output.glob("*.parquet")} <= {
+        "part-00000.parquet",
+        "part-00001.parquet",
+    }
+    _assert_one_row_per_file(spark, output, set(corpus.rglob("*.mp3")))
+    assert [p.name for p in (output / "_runs").iterdir()] == [again["run_id"]]
+
+
+def test_a_changed_file_keeps_its_latest_row_even_an_error(spark):
+    from fmagenre.feature_table import FEATURE_SCHEMA, latest_rows
+
+    empty = {name: None for name in FEATURE_SCHEMA.names}
+
+    def row(path, size, status, run):
+        return {
+            **empty,
+            "path": path,
+            "file_size": size,
+            "status": status,
+            "chunk_id": f"run-{run}/chunk-00000",
+        }
+
+    rows = [
+        row("file:/a.mp3", 10, "ok", 1),
+        row("file:/a.mp3", 10, "error", 2),  # a timeout of the same file: the ok row stays
+        row("file:/b.mp3", 10, "ok", 1),
+        row("file:/b.mp3", 11, "error", 2),  # the file changed and now fails: its error
+    ]
+    latest = latest_rows(spark.createDataFrame(rows, FEATURE_SCHEMA)).collect()
+    assert sorted((r.path, r.status, r.chunk_id) for r in latest) == [
+        ("file:/a.mp3", "ok", "run-1/chunk-00000"),
+        ("file:/b.mp3", "error", "run-2/chunk-00000"),
+    ]

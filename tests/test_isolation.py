@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,9 +71,18 @@ def test_a_hang_is_killed_at_the_time_limit(track):
     assert not _zombie_children()
 
 
-def test_a_limit_too_short_for_the_file_times_out_after_decoding(track):
+def test_a_limit_shorter_than_decoding_times_out_before_any_duration(track):
     result = analyse_isolated(track, timeout_s=0.001, **SETTINGS)
-    assert (result.status, result.error_reason) == ("error", "timeout")
+    assert (result.status, result.error_reason, result.analysed_s) == ("error", "timeout", None)
+
+
+@pytest.mark.parametrize("fault", ["segfault", "hang", None])
+def test_no_temporary_folder_or_process_is_left_behind(track, fault, monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = analyse_isolated(track, fault=fault, timeout_s=1.0 if fault else 0.0, **SETTINGS)
+    assert result.status == ("ok" if fault is None else "error")
+    assert list(tmp_path.iterdir()) == []
+    assert not _zombie_children()
 
 
 def test_fault_setting_matches_paths():

@@ -57,15 +57,19 @@ def test_kill_9_after_a_published_chunk_then_rerun(spark, sample_corpus, tmp_pat
         *("--input", str(corpus), "--output", str(output), "--chunk-files", "2"),
     ]
     log = tmp_path / "killed.log"
+    reads = []  # what a reader polling the folder saw while the job ran: never a file twice
     with log.open("w") as sink:
         process = subprocess.Popen(
             command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + 300
-        while not _markers(output):
+        while not _markers(output) or len(reads) < 3:
             assert process.poll() is None, f"the job ended first:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no chunk published:\n{log.read_text()[-3000:]}"
-            time.sleep(0.1)
+            seen = _plain_paths(output)
+            assert len(seen) == len(set(seen)), seen
+            if _markers(output):
+                reads.append(len(seen))
         os.killpg(process.pid, signal.SIGKILL)  # the driver JVM, its Python workers, all
         process.wait()
 
