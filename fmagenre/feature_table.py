@@ -278,14 +278,14 @@ def publish_chunk(
         else:
             stats["errors"][row.error_reason] = row.n
     stats["published_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_bytes(spark, f"{directory}/{MARKER}", json.dumps(stats, indent=2) + "\n")
+    write_json(spark, f"{directory}/{MARKER}", stats)
     return stats
 
 
 def write_summary(spark: SparkSession, output: str, run_id: str, summary: Mapping) -> str:
     """Write a run's summary as ``summary.json`` in its directory; return its path."""
     path = f"{run_path(output, run_id)}/{SUMMARY}"
-    write_bytes(spark, path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_json(spark, path, summary)
     return path
 
 
@@ -395,10 +395,20 @@ def _replace_file(spark: SparkSession, source: str, target: str) -> None:
         jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, fs, dst, True, True, conf)
 
 
+def write_json(spark: SparkSession, path: str, data: Mapping) -> None:
+    """Write ``data`` as a JSON file that readers see whole or not at all.
+
+    On local disks and HDFS a file exists from its creation on: the text goes to a hidden
+    file beside it first, which then takes its place (:func:`_replace_file`).
+    """
+    folder, name = path.rstrip("/").rsplit("/", 1)
+    staged = f"{folder}/_{name}.{secrets.token_hex(4)}"
+    write_bytes(spark, staged, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    _replace_file(spark, staged, path)
+
+
 def _write_state(spark: SparkSession, output: str, state: Mapping) -> None:
-    staged = _join(output, f"{VIEW_STATE}.{secrets.token_hex(4)}")
-    write_bytes(spark, staged, json.dumps(state, indent=2) + "\n")
-    _replace_file(spark, staged, _join(output, VIEW_STATE))
+    write_json(spark, _join(output, VIEW_STATE), state)
 
 
 def _view_files(spark: SparkSession, output: str) -> dict[int, str]:
