@@ -391,6 +391,7 @@ def test_audio_bytes_are_read_where_analysed_no_shuffle(
     assert summary["ok"] == 5
     stages, written = _shuffle_write_bytes(spark, "extract features: chunk")
     assert stages > before and written == 0
+    print(f"extraction stages: {stages - before}, shuffle bytes written: {written}")
 
 
 def test_file_source_packs_the_largest_files_first_into_the_wanted_tasks(spark, tmp_path):

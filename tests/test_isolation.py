@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmagenre import numba_cache
+from fmagenre import isolation, numba_cache
 from fmagenre.features import analyse
-from fmagenre.isolation import analyse_isolated, fault_for
+from fmagenre.isolation import analyse_isolated, fault_for, shutdown
 
 SETTINGS = {"max_duration": 600.0, "fma_compat": True}
 
@@ -78,11 +78,25 @@ def test_a_limit_shorter_than_decoding_times_out_before_any_duration(track):
 
 @pytest.mark.parametrize("fault", ["segfault", "hang", None])
 def test_no_temporary_folder_or_process_is_left_behind(track, fault, monkeypatch, tmp_path):
+    shutdown()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = analyse_isolated(track, fault=fault, timeout_s=1.0 if fault else 0.0, **SETTINGS)
     assert result.status == ("ok" if fault is None else "error")
+    # A crashed or killed child is gone with its folder; a working one stays, until shutdown.
+    assert len(list(tmp_path.iterdir())) == (1 if fault is None else 0)
+    shutdown()
     assert list(tmp_path.iterdir()) == []
     assert not _zombie_children()
+
+
+def test_one_child_analyses_file_after_file_until_it_fails(track):
+    first = analyse_isolated(track, **SETTINGS)
+    child = isolation._child.pid
+    assert analyse_isolated(track, **SETTINGS).status == first.status == "ok"
+    assert isolation._child.pid == child
+    analyse_isolated(track, fault="abort", **SETTINGS)
+    assert analyse_isolated(track, **SETTINGS).status == "ok"
+    assert isolation._child.pid != child
 
 
 def test_fault_setting_matches_paths():
