@@ -33,6 +33,7 @@ from fmagenre.config import ExtractConfig
 from fmagenre.extract import RESULT_SCHEMA, analyse_frames, pin_threads, run_extraction
 from fmagenre.extract import session_conf as extract_session_conf
 from fmagenre.feature_table import read_features
+from fmagenre.isolation import shutdown
 from fmagenre.spark import build_session
 from fmagenre.synth import STYLES, render
 
@@ -76,6 +77,7 @@ def _with_memory(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Itera
     the peak of the children that analysed the files."""
     before = _vm_kib("VmRSS")
     for frame in analyse_frames(frames, config):
+        shutdown()  # the child's figures count once it has ended
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         yield frame.assign(rss_before_kib=before, peak_kib=_vm_kib("VmHWM"), child_kib=child)
 
