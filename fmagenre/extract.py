@@ -27,7 +27,6 @@ a small JVM heap: the JVM only moves bytes and rows.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -61,6 +60,7 @@ from fmagenre.feature_table import (
     write_summary,
 )
 from fmagenre.names import N_FEATURES, flat_names
+from fmagenre.spark import session_settings
 
 log = logging.getLogger(__name__)
 
@@ -296,22 +296,6 @@ def file_source_conf(
     }
 
 
-@contextlib.contextmanager
-def session_settings(spark: SparkSession, settings: Mapping[str, str]):
-    """Set SQL properties of ``spark`` for the ``with`` block, then restore them."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
 def extraction_frame(
     spark: SparkSession, files: Sequence[ListedFile], config: ExtractConfig
 ) -> DataFrame:
@@ -319,8 +303,8 @@ def extraction_frame(
 
     Empty files and files over ``config.max_file_mb`` are not read. The rows have every
     column of :data:`fmagenre.feature_table.FEATURE_SCHEMA` but ``chunk_id``. Run its action
-    within :func:`session_settings` of :func:`file_source_conf`, so that the files are
-    spread over the tasks where they are read.
+    within :func:`fmagenre.spark.session_settings` of :func:`file_source_conf`, so that the
+    files are spread over the tasks where they are read.
     """
     readable = _readable(files, config)
     unread = sorted(set(files) - set(readable))

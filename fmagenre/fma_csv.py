@@ -43,6 +43,7 @@ from fmagenre.feature_table import (
     write_summary,
 )
 from fmagenre.names import N_FEATURES, feature_index, flat_names
+from fmagenre.spark import session_settings
 
 #: ``extractor_version`` of imported rows.
 FMA_VERSION = "fma-features.csv"
@@ -223,16 +224,8 @@ def to_fma_frame(table: pd.DataFrame) -> pd.DataFrame:
 
 def _to_pandas(spark: SparkSession, frame: DataFrame) -> pd.DataFrame:
     """``frame.toPandas()`` through Arrow (DataFrame.toArrow is Spark 4 only)."""
-    key = "spark.sql.execution.arrow.pyspark.enabled"
-    previous = spark.conf.get(key, None)
-    spark.conf.set(key, "true")
-    try:
+    with session_settings(spark, {"spark.sql.execution.arrow.pyspark.enabled": "true"}):
         return frame.toPandas()
-    finally:
-        if previous is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, previous)
 
 
 def export_fma_csv(

@@ -32,6 +32,7 @@ from fmagenre.metadata import (
     load_tracks,
     missing_metadata,
 )
+from fmagenre.spark import session_settings
 
 SUMMARY_FILE = "_summary.json"
 
@@ -60,15 +61,8 @@ def to_spark(spark: SparkSession, table: pd.DataFrame) -> DataFrame:
 
     From pandas: Spark 3.5 takes no pyarrow Table.
     """
-    previous = spark.conf.get(ARROW_ENABLED, None)
-    spark.conf.set(ARROW_ENABLED, "true")
-    try:
+    with session_settings(spark, {ARROW_ENABLED: "true"}):
         return spark.createDataFrame(table[LABEL_SCHEMA.names], LABEL_SCHEMA)
-    finally:
-        if previous is None:
-            spark.conf.unset(ARROW_ENABLED)
-        else:
-            spark.conf.set(ARROW_ENABLED, previous)
 
 
 def summary_path(output: str) -> str:

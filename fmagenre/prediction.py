@@ -26,8 +26,9 @@ from pyspark.sql import functions as F
 
 from fmagenre.config import ExtractConfig
 from fmagenre.ensemble import VotingEnsembleModel, shown_columns, vote_column
-from fmagenre.extract import extraction_frame, file_source_conf, list_inputs, session_settings
+from fmagenre.extract import extraction_frame, file_source_conf, list_inputs
 from fmagenre.feature_table import hadoop_fs, is_feature_table, path_exists
+from fmagenre.spark import session_settings
 from fmagenre.training import MODEL_DIR
 from fmagenre.training_data import read_feature_rows
 

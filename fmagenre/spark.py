@@ -18,6 +18,7 @@ A job run with plain ``python`` has no launcher of its own: pyspark starts the J
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -89,6 +90,22 @@ def launcher_settings() -> set[str]:
     SparkContext._ensure_initialized()  # connects to spark-submit's JVM
     # A SparkConf made now loads the JVM's spark.* properties: whatever the launcher resolved.
     return {key for key, _ in SparkConf().getAll()}
+
+
+@contextlib.contextmanager
+def session_settings(spark, settings: Mapping[str, str]):
+    """Set SQL properties of ``spark`` for the ``with`` block, then restore them."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def build_session(

@@ -396,7 +396,8 @@ def test_audio_bytes_are_read_where_analysed_no_shuffle(
 
 def test_file_source_packs_the_largest_files_first_into_the_wanted_tasks(spark, tmp_path):
     from fmagenre.config import ExtractConfig
-    from fmagenre.extract import file_source_conf, list_inputs, session_settings
+    from fmagenre.extract import file_source_conf, list_inputs
+    from fmagenre.spark import session_settings
 
     sizes = [900_000, 500_000, 400_000, 300_000, 200_000, 100_000, 50_000, 50_000, 1000]
     for i, size in enumerate(sizes):
