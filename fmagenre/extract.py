@@ -16,11 +16,12 @@ files first, by bytes with an opening cost of one average file per file
 the small last tasks keep every core busy to the end of a chunk.
 
 Memory. Spark runs one Python worker per executor core, outside the JVM heap. A worker holds
-one Arrow batch of ``batch_size`` files' bytes (twice: Arrow and pandas) and analyses one file
-at a time in a forked child, with BLAS, OpenMP and numba pinned to ``threads`` threads;
-``max_duration`` caps what is decoded of long tracks. A fresh worker is about 150 MiB resident
-and one extraction of a 10-minute 44.1 kHz stereo MP3 peaks at about 830 MiB (``python -m
-fmagenre.bench spark --memory 600``). Budget 1.5 GiB per executor core for the Python side
+one Arrow batch of ``batch_size`` files' bytes (twice: Arrow and pandas) and hands one file at
+a time to its analysing child, with BLAS, OpenMP and numba pinned to ``threads`` threads;
+``max_duration`` caps what is decoded of long tracks. On a 10-minute 44.1 kHz stereo MP3 a
+fresh worker is about 200 MiB resident and peaks at about 410 MiB, its child at about 710 MiB,
+pages shared with the worker included (``python -m fmagenre.bench spark --memory 600``).
+Budget 1.5 GiB per executor core for the Python side
 (``spark.executor.memoryOverhead`` on YARN), plus 2 x ``batch_size`` x the largest file, and
 a small JVM heap: the JVM only moves bytes and rows.
 """
@@ -173,9 +174,9 @@ def analyse_frames(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Ite
     """The Python-worker side: batches of (path, file_size, modified_us, content) to result rows.
 
     ``content`` is null for empty files, which Spark does not read, and for files over
-    ``max_file_mb``, which get error ``too_large``. Each file is analysed in a forked child
-    (:func:`fmagenre.isolation.analyse_isolated`): nothing raises and nothing crashes the
-    worker; a failure on one file is that file's error row.
+    ``max_file_mb``, which get error ``too_large``. Each file is analysed by the worker's
+    analysing child (:func:`fmagenre.isolation.analyse_isolated`): nothing raises and nothing
+    crashes the worker; a failure on one file is that file's error row.
     """
     pin_threads(config.threads)
     # After pinning (numba reads its variable at import); compiled once, under a lock.
@@ -401,7 +402,7 @@ def run_extraction(
     check_output(spark, output)
     log.info("run %s: listing %s (files matching %s)", run_id, ", ".join(inputs), config.glob)
     listed = list_inputs(spark, inputs, glob=config.glob)
-    open_table(spark, output, buckets=config.table_files)
+    view = open_table(spark, output, buckets=config.table_files)
     done = {} if overwrite else _done(spark, output, config)
     todo = [f for f in listed if done.get(path_key(f.path)) != (f.size, f.modified_us)]
     chunks = [todo[i : i + config.chunk_files] for i in range(0, len(todo), config.chunk_files)]
@@ -414,7 +415,6 @@ def run_extraction(
         len(chunks),
     )
     totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
-    view = None
     for index, files in enumerate(chunks):
         chunk = chunk_id(run_id, index)
         log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
@@ -446,7 +446,6 @@ def run_extraction(
         log.info("run %s: leaving the earlier runs of %s out, then deleting them", run_id, output)
         view = refresh_view(spark, output, since=run_id)
         drop_runs_before(spark, output, run_id)
-    view = view or refresh_view(spark, output)
     wall = time.perf_counter() - started
     summary = {
         "job": "extract_features",

@@ -33,7 +33,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -62,6 +62,8 @@ STAGING = "_staging"
 #: Files of the current view of a new table (its state keeps the count for later runs).
 DEFAULT_BUCKETS = 16
 VIEW_FILE = re.compile(r"part-\d{5}\.parquet")
+#: Other spellings of ``s3://`` (same pattern for Python's re and Spark's Java regex).
+S3_ALIASES = r"^s3[an]://"
 
 #: Columns before the 518 features.
 LEADING_FIELDS = (
@@ -225,13 +227,13 @@ def _migrate_legacy(spark: SparkSession, output: str) -> None:
 
 
 def open_table(spark: SparkSession, output: str, *, buckets: int = DEFAULT_BUCKETS) -> dict:
-    """Make ``output`` ready for a new run; return the state of its view.
+    """Make ``output`` (checked by :func:`check_output`) ready for a new run; return the
+    state of its view.
 
-    Checks the layout, moves a table written before the view existed (``runs/``) to
-    ``_runs/``, and brings the view up to date with every published chunk: a run killed
-    after publishing a chunk, before its view was refreshed, is caught up here.
+    Moves a table written before the view existed (``runs/``) to ``_runs/``, and brings the
+    view up to date with every published chunk: a run killed after publishing a chunk,
+    before its view was refreshed, is caught up here.
     """
-    check_output(spark, output)
     _migrate_legacy(spark, output)
     return refresh_view(spark, output, buckets=buckets)
 
@@ -307,12 +309,12 @@ def is_feature_table(spark: SparkSession, path: str) -> bool:
 
 def normalized_path(path: Column) -> Column:
     """A path with ``s3a://`` and ``s3n://`` spelled ``s3://``: one object, one key."""
-    return F.regexp_replace(path, r"^s3[an]://", "s3://")
+    return F.regexp_replace(path, S3_ALIASES, "s3://")
 
 
 def path_key(path: str) -> str:
     """The Python twin of :func:`normalized_path`."""
-    return re.sub(r"^s3[an]://", "s3://", path)
+    return re.sub(S3_ALIASES, "s3://", path)
 
 
 def row_key() -> Column:
@@ -350,11 +352,10 @@ def latest_rows(rows: DataFrame) -> DataFrame:
 
 def view_state(spark: SparkSession, output: str) -> dict | None:
     """The state of the view at ``output`` (``_table.json``), None before the first view."""
-    path = _join(output, VIEW_STATE)
-    if not path_exists(spark, path):
-        return None
     try:
-        return json.loads(read_bytes(spark, path))
+        return json.loads(read_bytes(spark, _join(output, VIEW_STATE)))
+    except FileNotFoundError:
+        return None
     except ValueError:  # written in one step, so never partial: someone else's file
         return None
 
@@ -407,8 +408,12 @@ def write_json(spark: SparkSession, path: str, data: Mapping) -> None:
     _replace_file(spark, staged, path)
 
 
-def _write_state(spark: SparkSession, output: str, state: Mapping) -> None:
-    write_json(spark, _join(output, VIEW_STATE), state)
+def _read_rows(spark: SparkSession, paths: Iterable[str]) -> DataFrame:
+    """The rows of Parquet files or folders with :data:`FEATURE_SCHEMA`; none for no path."""
+    paths = list(paths)
+    if not paths:
+        return spark.createDataFrame([], FEATURE_SCHEMA)
+    return spark.read.schema(FEATURE_SCHEMA).parquet(*paths)
 
 
 def _view_files(spark: SparkSession, output: str) -> dict[int, str]:
@@ -451,11 +456,11 @@ def refresh_view(
     if state is None:
         # Fix the bucket count before any view file exists, for a refresh cut short.
         state = {"buckets": buckets, "since": None, "chunks": None, "rows": 0}
-        _write_state(spark, output, state)
-    since = since or state.get("since")
+        write_json(spark, _join(output, VIEW_STATE), state)
+    since = since or state["since"]
     chunks = _chunks(spark, output, since)
     names = list(chunks)
-    if state["chunks"] == names and state.get("since") == since:
+    if state["chunks"] == names and state["since"] == since:
         return state
     count = state["buckets"]
     staging = _join(output, STAGING, secrets.token_hex(6))
@@ -465,7 +470,7 @@ def refresh_view(
     try:
         if chunks:
             (
-                latest_rows(spark.read.schema(FEATURE_SCHEMA).parquet(*chunks.values()))
+                latest_rows(_read_rows(spark, chunks.values()))
                 .withColumn("_bucket", F.pmod(F.xxhash64(row_key()), F.lit(count)))
                 .repartition(count, "_bucket")
                 .sortWithinPartitions("_bucket", row_key())
@@ -485,8 +490,7 @@ def refresh_view(
             if bucket not in staged:
                 fs, stale = hadoop_fs(spark, path)
                 fs.delete(stale, False)
-        files = list(_view_files(spark, output).values())
-        rows = spark.read.schema(FEATURE_SCHEMA).parquet(*files).count() if files else 0
+        rows = _read_rows(spark, _view_files(spark, output).values()).count()
     finally:
         context.setJobDescription(None)
         fs, path = hadoop_fs(spark, staging)
@@ -498,7 +502,7 @@ def refresh_view(
         "rows": rows,
         "refreshed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    _write_state(spark, output, state)
+    write_json(spark, _join(output, VIEW_STATE), state)
     return state
 
 
@@ -521,12 +525,7 @@ def read_features(spark: SparkSession, output: str) -> DataFrame:
         With :data:`FEATURE_SCHEMA`; empty when nothing is published yet.
     """
     state = view_state(spark, output)
-    chunks = _chunks(spark, output, state.get("since") if state else None)
+    chunks = _chunks(spark, output, state["since"] if state else None)
     if state is not None and state["chunks"] == list(chunks):
-        files = list(_view_files(spark, output).values())
-        if not files:
-            return spark.createDataFrame([], FEATURE_SCHEMA)
-        return spark.read.schema(FEATURE_SCHEMA).parquet(*files)
-    if not chunks:
-        return spark.createDataFrame([], FEATURE_SCHEMA)
-    return latest_rows(spark.read.schema(FEATURE_SCHEMA).parquet(*chunks.values()))
+        return _read_rows(spark, _view_files(spark, output).values())
+    return latest_rows(_read_rows(spark, chunks.values()))
