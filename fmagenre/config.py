@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "FAULTS",
     "Config",
     "ConfigError",
     "EmrConfig",
@@ -40,12 +41,30 @@ __all__ = [
     "add_spark_arguments",
     "load_config",
     "override",
+    "parse_faults",
     "parse_spark_overrides",
 ]
 
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
+
+
+#: Crashes that ``[extract] inject_fault`` can ask of the analysis (tests only).
+FAULTS = ("segfault", "abort", "kill", "hang")
+
+
+def parse_faults(setting: str) -> list[tuple[str, str]]:
+    """``"KIND:TEXT,KIND:TEXT"`` as (kind, text) pairs, or raise ValueError."""
+    faults = []
+    for item in filter(None, (part.strip() for part in setting.split(","))):
+        kind, _, text = item.partition(":")
+        if kind not in FAULTS or not text:
+            raise ValueError(
+                f"inject_fault items are KIND:TEXT with KIND in {', '.join(FAULTS)}, got {item!r}"
+            )
+        faults.append((kind, text))
+    return faults
 
 
 @dataclass(frozen=True)
@@ -86,10 +105,7 @@ class ExtractConfig:
             raise ValueError(f"timeout_s must be 0 (automatic) or more, got {self.timeout_s}")
         if not 1 <= self.table_files <= 10000:
             raise ValueError(f"table_files must be between 1 and 10000, got {self.table_files}")
-        for item in filter(None, (part.strip() for part in self.inject_fault.split(","))):
-            kind, _, text = item.partition(":")
-            if kind not in ("segfault", "abort", "kill", "hang") or not text:
-                raise ValueError(f"inject_fault items are KIND:TEXT, got {item!r}")
+        parse_faults(self.inject_fault)
         for name in ("batch_size", "chunk_files", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

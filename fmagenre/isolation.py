@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 
+from fmagenre.config import parse_faults
 from fmagenre.features import TrackFeatures, analyse
 
 #: Seconds a child gets before its file is decoded, and on top of the audio's duration after.
@@ -55,17 +56,14 @@ _PR_SET_PDEATHSIG = 1
 
 def fault_for(path: str, setting: str) -> str | None:
     """The fault ``setting`` (``"KIND:TEXT,KIND:TEXT"``) asks for on ``path``, if any."""
-    for item in filter(None, (part.strip() for part in setting.split(","))):
-        kind, _, text = item.partition(":")
-        if text and text in path:
-            return kind
-    return None
+    return next((kind for kind, text in parse_faults(setting) if text in path), None)
 
 
 def _send(fd: int, tag: bytes, payload: bytes) -> None:
-    data = _HEADER.pack(tag, len(payload)) + payload
-    while data:
-        data = data[os.write(fd, data) :]
+    for part in (_HEADER.pack(tag, len(payload)), payload):
+        view = memoryview(part)  # a file's bytes are not copied again on partial writes
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _crash(fault: str) -> None:
