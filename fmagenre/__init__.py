@@ -1,5 +1,5 @@
 """FMA music-genre features with librosa inside Spark jobs."""
 
-from fmagenre import numba_cache
+from fmagenre.audio import numba_cache
 
 numba_cache.configure()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.analysis_cli import (
+from fmagenre.analysis.cli import (
     EXIT_BAD_INPUT,
     add_input_arguments,
     fail,
@@ -18,22 +18,22 @@ from fmagenre.analysis_cli import (
     positive_int,
     session,
 )
-from fmagenre.analysis_io import AnalysisInputError
-from fmagenre.compare import (
+from fmagenre.analysis.compare import (
     DEFAULT_MAX_TEST_ROWS,
     DEFAULT_MAX_TRAIN_ROWS,
     DEFAULT_SLOW_KERNEL_ROWS,
     pivot,
     run,
 )
-from fmagenre.config import ConfigError
-from fmagenre.feature_sets import (
+from fmagenre.analysis.inputs import AnalysisInputError
+from fmagenre.analysis.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT, SLOW_KERNELS
+from fmagenre.audio.feature_sets import (
     THESIS_COMBINATIONS,
     THESIS_PCA_COMPONENTS,
     FeatureSetError,
     parse_name_list,
 )
-from fmagenre.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT, SLOW_KERNELS
+from fmagenre.platform.config import ConfigError
 
 PROG = "compare_models"
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.analysis_cli import (
+from fmagenre.analysis.cli import (
     EXIT_BAD_INPUT,
     add_input_arguments,
     fail,
     positive_int,
     session,
 )
-from fmagenre.analysis_io import AnalysisInputError
-from fmagenre.config import ConfigError
-from fmagenre.explore import DEFAULT_SAMPLE_ROWS, DEFAULT_TOP_GENRES, run
-from fmagenre.feature_sets import FeatureSetError, parse_name_list
+from fmagenre.analysis.explore import DEFAULT_SAMPLE_ROWS, DEFAULT_TOP_GENRES, run
+from fmagenre.analysis.inputs import AnalysisInputError
+from fmagenre.audio.feature_sets import FeatureSetError, parse_name_list
+from fmagenre.platform.config import ConfigError
 
 PROG = "explore"
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.config import ConfigError, add_spark_arguments, load_config, parse_spark_overrides
-from fmagenre.fma_csv import export_fma_csv
-from fmagenre.spark import build_session
+from fmagenre.platform.config import (
+    ConfigError,
+    add_spark_arguments,
+    load_config,
+    parse_spark_overrides,
+)
+from fmagenre.platform.session import build_session
+from fmagenre.tables.fma_csv import export_fma_csv
 
 EXIT_BAD_CONFIG = 1  # invalid configuration
 EXIT_BAD_PATH = 2  # the CSV exists and --overwrite was not given

@@ -6,7 +6,8 @@ spark-submit jobs/extract_features.py --config conf/emr.toml --input s3a://bucke
 
 Re-running with the same --output extracts only the files without a current 'ok' row. Any
 Parquet reader of --output sees one row per file (pandas.read_parquet, spark.read.parquet,
-DuckDB's read_parquet('OUTPUT/*.parquet')); fmagenre.feature_table.read_features reads the same.
+DuckDB's read_parquet('OUTPUT/*.parquet')); fmagenre.tables.feature_table.read_features reads the
+same.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ import argparse
 import logging
 import sys
 
-from fmagenre.config import (
+from fmagenre.extraction.driver import format_summary, run_extraction, session_conf
+from fmagenre.platform.config import (
     ConfigError,
     add_spark_arguments,
     load_config,
     override,
     parse_spark_overrides,
 )
-from fmagenre.extract import format_summary, run_extraction, session_conf
-from fmagenre.feature_table import OutputLayoutError
-from fmagenre.spark import build_session
+from fmagenre.platform.session import build_session
+from fmagenre.tables.feature_table import OutputLayoutError
 
 EXIT_BAD_CONFIG = 1  # the configuration file or an option is invalid
 EXIT_BAD_PATH = 2  # an input is missing, or the output is not a feature table

@@ -8,10 +8,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.config import ConfigError, add_spark_arguments, load_config, parse_spark_overrides
-from fmagenre.feature_table import OutputLayoutError
-from fmagenre.fma_csv import FmaCsvError, import_fma_csv
-from fmagenre.spark import build_session
+from fmagenre.platform.config import (
+    ConfigError,
+    add_spark_arguments,
+    load_config,
+    parse_spark_overrides,
+)
+from fmagenre.platform.session import build_session
+from fmagenre.tables.feature_table import OutputLayoutError
+from fmagenre.tables.fma_csv import FmaCsvError, import_fma_csv
 
 EXIT_BAD_INPUT = 1  # invalid configuration, or a CSV not in FMA's features.csv layout
 EXIT_BAD_PATH = 2  # the CSV is missing, or the output is not a feature table

@@ -11,16 +11,16 @@ import argparse
 import logging
 import sys
 
-from fmagenre.config import (
+from fmagenre.extraction.driver import session_conf
+from fmagenre.ml.prediction import INPUT_FORMATS, PredictionError, format_summary, run
+from fmagenre.ml.training_data import TrainingDataError
+from fmagenre.platform.config import (
     ConfigError,
     add_spark_arguments,
     load_config,
     parse_spark_overrides,
 )
-from fmagenre.extract import session_conf
-from fmagenre.prediction import INPUT_FORMATS, PredictionError, format_summary, run
-from fmagenre.spark import build_session
-from fmagenre.training_data import TrainingDataError
+from fmagenre.platform.session import build_session
 
 EXIT_BAD_CONFIG = 1  # the configuration file or a Spark property
 EXIT_BAD_INPUT = 2  # no model, an unusable input, or an existing output

@@ -10,18 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.config import ConfigError, add_spark_arguments, load_config, parse_spark_overrides
-from fmagenre.genre_tree import GenreTreeError
-from fmagenre.label_table import read_metadata, write_label_table
-from fmagenre.labels import (
+from fmagenre.labels.genre_tree import GenreTreeError
+from fmagenre.labels.imputation import (
     DEFAULT_SEED,
     DEFAULT_TEST_FRACTION,
     LabelError,
     build_label_table,
     format_summary,
 )
-from fmagenre.metadata import MetadataFormatError
-from fmagenre.spark import build_session
+from fmagenre.labels.metadata import MetadataFormatError
+from fmagenre.platform.config import (
+    ConfigError,
+    add_spark_arguments,
+    load_config,
+    parse_spark_overrides,
+)
+from fmagenre.platform.session import build_session
+from fmagenre.tables.label_table import read_metadata, write_label_table
 
 EXIT_BAD_INPUT = 1  # invalid configuration, or metadata not in FMA's format or not labellable
 EXIT_BAD_PATH = 2  # a path is missing, or the output exists without --overwrite

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.analysis_cli import (
+from fmagenre.analysis.cli import (
     EXIT_BAD_INPUT,
     add_input_arguments,
     fail,
@@ -18,17 +18,17 @@ from fmagenre.analysis_cli import (
     session,
     unit_fraction,
 )
-from fmagenre.analysis_io import AnalysisInputError
-from fmagenre.config import ConfigError
-from fmagenre.feature_sets import FAMILIES, FeatureSetError, parse_name_list
-from fmagenre.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT
-from fmagenre.selection import (
+from fmagenre.analysis.inputs import AnalysisInputError
+from fmagenre.analysis.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT
+from fmagenre.analysis.selection import (
     DEFAULT_SAMPLE_ROWS,
     DEFAULT_THRESHOLD,
     FILES,
     VARIANCE_TARGETS,
     run,
 )
+from fmagenre.audio.feature_sets import FAMILIES, FeatureSetError, parse_name_list
+from fmagenre.platform.config import ConfigError
 
 PROG = "select_features"
 

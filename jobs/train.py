@@ -12,16 +12,21 @@ import logging
 import sys
 from functools import partial
 
-from fmagenre.classifiers import SEARCH_SPACES, BarrierModeError
-from fmagenre.config import ConfigError, add_spark_arguments, load_config, parse_spark_overrides
-from fmagenre.feature_selection import FeatureSelectionError, select_feature_columns
-from fmagenre.feature_table import read_bytes
-from fmagenre.names import FAMILY_SIZES
-from fmagenre.search_space import SearchSpaceError, read_search_space
-from fmagenre.spark import build_session
-from fmagenre.training import CLASS_WEIGHTS, TrainOptions, run
-from fmagenre.training_data import TrainingDataError
-from fmagenre.training_report import console_summary
+from fmagenre.audio.feature_selection import FeatureSelectionError, select_feature_columns
+from fmagenre.audio.names import FAMILY_SIZES
+from fmagenre.ml.classifiers import SEARCH_SPACES, BarrierModeError
+from fmagenre.ml.report import console_summary
+from fmagenre.ml.search_space import SearchSpaceError, read_search_space
+from fmagenre.ml.training import CLASS_WEIGHTS, TrainOptions, run
+from fmagenre.ml.training_data import TrainingDataError
+from fmagenre.platform.config import (
+    ConfigError,
+    add_spark_arguments,
+    load_config,
+    parse_spark_overrides,
+)
+from fmagenre.platform.session import build_session
+from fmagenre.tables.feature_table import read_bytes
 
 EXIT_BAD_CONFIG = 1  # the configuration file, a Spark property, or dynamic allocation
 EXIT_BAD_INPUT = 2  # an option, the feature set, the inputs, or an existing output

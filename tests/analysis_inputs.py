@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmagenre.synth_table import synthetic_rows
+from fmagenre.synthetic.analysis_tables import synthetic_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def spark():
-    from fmagenre.spark import build_session
+    from fmagenre.platform.session import build_session
 
     session = build_session(
         "fmagenre-tests",
@@ -34,7 +34,7 @@ def spark():
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
     """A small generated FMA-shaped corpus: 10 short tracks, one per style, and 5 bad files."""
-    from fmagenre.sample import generate_sample
+    from fmagenre.synthetic.sample import generate_sample
 
     return generate_sample(
         tmp_path_factory.mktemp("sample"), tracks_per_genre=1, min_duration=3.0, max_duration=5.0

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fmagenre import audio
-from fmagenre.synth import render
+from fmagenre.audio import decode as audio
+from fmagenre.synthetic.music import render
 
 
 def _encode(y, sr, fmt, channels=2):

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from analysis_inputs import load_job
 
-from fmagenre.sample import generate_sample
+from fmagenre.synthetic.sample import generate_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 STYLES = ["Rock", "Classical", "Hip-Hop"]

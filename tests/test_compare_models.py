@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 from analysis_inputs import load_job, write_tables
 
-from fmagenre.feature_sets import (
+from fmagenre.analysis.grid_runner import run_cells
+from fmagenre.analysis.model_grid import Cell, GridData, evaluate_cell, make_cells
+from fmagenre.audio.feature_sets import (
     FeatureSetError,
     build_feature_sets,
     format_column_list,
     parse_column_list,
 )
-from fmagenre.grid_runner import run_cells
-from fmagenre.html_report import PNG_SIGNATURE
-from fmagenre.model_grid import Cell, GridData, evaluate_cell, make_cells
-from fmagenre.names import flat_names
+from fmagenre.audio.names import flat_names
+from fmagenre.platform.figures import PNG_SIGNATURE
 
 GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk")
 SETS = ("mfcc", "zcr", "all", "selected")

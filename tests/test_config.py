@@ -1,4 +1,4 @@
-"""fmagenre.config: TOML sections checked against dataclasses, command-line overrides."""
+"""fmagenre.platform.config: TOML sections checked against dataclasses, command-line overrides."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fmagenre.config import (
+from fmagenre.platform.config import (
     Config,
     ConfigError,
     ExtractConfig,

@@ -1,4 +1,4 @@
-"""fmagenre.emr against moto in server mode: a local HTTP endpoint speaking S3 and EMR."""
+"""fmagenre.platform.emr against moto in server mode: a local HTTP endpoint speaking S3 and EMR."""
 
 import json
 import socket
@@ -13,8 +13,8 @@ from analysis_inputs import load_job
 from botocore.validate import ParamValidator
 from moto.server import ThreadedMotoServer
 
-from fmagenre import emr
-from fmagenre.config import ConfigError, EmrConfig
+from fmagenre.platform import emr
+from fmagenre.platform.config import ConfigError, EmrConfig
 
 REGION = "eu-west-1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,7 +241,7 @@ def test_missing_wheel_says_to_package(tmp_path, capsys, config_file):
         ]
     )
     assert code == 2
-    assert "run `python -m fmagenre.emr package` first" in capsys.readouterr().err
+    assert "run `python -m fmagenre.platform.emr package` first" in capsys.readouterr().err
 
 
 def test_train_step_runs_static_executors_and_as_many_xgboost_workers():
@@ -303,7 +303,7 @@ def installed(dist, tmp_path_factory):
 
 
 def _upload_dry_run(python: Path, dist: Path, cwd: Path) -> subprocess.CompletedProcess:
-    command = [str(python), "-m", "fmagenre.emr", "upload", "--dry-run", "--bucket", "b"]
+    command = [str(python), "-m", "fmagenre.platform.emr", "upload", "--dry-run", "--bucket", "b"]
     return subprocess.run(
         [*command, "--dist", str(dist)], capture_output=True, text=True, cwd=cwd, timeout=120
     )

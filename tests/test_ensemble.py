@@ -15,16 +15,16 @@ from pyspark.ml.classification import OneVsRestModel
 from pyspark.ml.feature import SQLTransformer, StandardScalerModel
 from pyspark.sql import functions as F
 
-from fmagenre.classifiers import (
+from fmagenre.audio.feature_selection import columns_of_families
+from fmagenre.ml.classifiers import (
     MODEL_NAMES,
     VECTOR_COL,
     ClassifierSettings,
     preprocessing,
     training_pipeline,
 )
-from fmagenre.ensemble import VotingEnsembleModel
-from fmagenre.feature_selection import columns_of_families
-from fmagenre.synthetic_features import write_synthetic_tables
+from fmagenre.ml.ensemble import VotingEnsembleModel
+from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
 LABELS = ["Blues", "Jazz", "Rock", "Pop"]
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from analysis_inputs import load_job
 
-from fmagenre.explore import REPORT_FILE, SECTIONS
-from fmagenre.html_report import IMAGE_PREFIX, PNG_SIGNATURE
-from fmagenre.label_table import write_label_table
-from fmagenre.labels import build_label_table
-from fmagenre.metadata import load_metadata, write_fma_metadata
-from fmagenre.synth_table import synthetic_rows
+from fmagenre.analysis.explore import REPORT_FILE, SECTIONS
+from fmagenre.labels.imputation import build_label_table
+from fmagenre.labels.metadata import load_metadata, write_fma_metadata
+from fmagenre.platform.figures import IMAGE_PREFIX, PNG_SIGNATURE
+from fmagenre.synthetic.analysis_tables import synthetic_rows
+from fmagenre.tables.label_table import write_label_table
 
 TOPS = {"Rock": 12, "Electronic": 15, "Hip-Hop": 21, "Folk": 17, "Pop": 10}
 SUBS = [(25, 12, "Punk"), (181, 15, "Techno"), (539, 21, "Rap"), (49, 17, "Singer-Songwriter")]

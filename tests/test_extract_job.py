@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmagenre.feature_table import FEATURE_SCHEMA, MARKER, read_features
-from fmagenre.features import EXTRACTOR_VERSION, extract_file
-from fmagenre.names import flat_names
+from fmagenre.audio.features import EXTRACTOR_VERSION, extract_file
+from fmagenre.audio.names import flat_names
+from fmagenre.tables.feature_table import FEATURE_SCHEMA, MARKER, read_features
 
 ROOT = Path(__file__).resolve().parent.parent
 TWO_FILES = {"part-00000.parquet", "part-00001.parquet"}
@@ -296,7 +296,7 @@ def test_every_parquet_reader_sees_one_row_per_file_after_reruns(
 def _buckets(spark, output: Path) -> set[int]:
     from pyspark.sql import functions as F
 
-    from fmagenre.feature_table import row_key, view_state
+    from fmagenre.tables.feature_table import row_key, view_state
 
     count = view_state(spark, str(output))["buckets"]
     keys = read_features(spark, str(output)).select(F.pmod(F.xxhash64(row_key()), F.lit(count)))
@@ -329,7 +329,7 @@ def test_a_table_of_the_earlier_layout_is_moved_and_read(
 
 
 def test_s3_and_s3a_spellings_are_one_file(spark):
-    from fmagenre.feature_table import FEATURE_SCHEMA, latest_rows, path_key
+    from fmagenre.tables.feature_table import FEATURE_SCHEMA, latest_rows, path_key
 
     assert path_key("s3a://bucket/a/000002.mp3") == path_key("s3://bucket/a/000002.mp3")
     assert path_key("s3n://bucket/x.mp3") == "s3://bucket/x.mp3"
@@ -395,9 +395,9 @@ def test_audio_bytes_are_read_where_analysed_no_shuffle(
 
 
 def test_file_source_packs_the_largest_files_first_into_the_wanted_tasks(spark, tmp_path):
-    from fmagenre.config import ExtractConfig
-    from fmagenre.extract import file_source_conf, list_inputs
-    from fmagenre.spark import session_settings
+    from fmagenre.extraction.driver import file_source_conf, list_inputs
+    from fmagenre.platform.config import ExtractConfig
+    from fmagenre.platform.session import session_settings
 
     sizes = [900_000, 500_000, 400_000, 300_000, 200_000, 100_000, 50_000, 50_000, 1000]
     for i, size in enumerate(sizes):
@@ -443,7 +443,7 @@ def test_a_table_keeps_its_file_count_and_overwrite_replaces_its_rows(
 
 
 def test_a_changed_file_keeps_its_latest_row_even_an_error(spark):
-    from fmagenre.feature_table import FEATURE_SCHEMA, latest_rows
+    from fmagenre.tables.feature_table import FEATURE_SCHEMA, latest_rows
 
     empty = {name: None for name in FEATURE_SCHEMA.names}
 

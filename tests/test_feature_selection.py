@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from fmagenre.feature_selection import (
+from fmagenre.audio.feature_selection import (
     FeatureSelectionError,
     check_columns,
     columns_of_families,
     read_columns_file,
     select_feature_columns,
 )
-from fmagenre.names import FAMILY_SIZES, flat_names
+from fmagenre.audio.names import FAMILY_SIZES, flat_names
 
 
 def test_families_give_their_columns_in_fma_order():

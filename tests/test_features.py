@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmagenre import features
-from fmagenre.names import FAMILY_SIZES, STATISTICS, family_of, feature_index, flat_names
-from fmagenre.reference import reference_extract_file, reference_features
-from fmagenre.synth import render
+from fmagenre.audio import features
+from fmagenre.audio.names import FAMILY_SIZES, STATISTICS, family_of, feature_index, flat_names
+from fmagenre.audio.reference import reference_extract_file, reference_features
+from fmagenre.synthetic.music import render
 
 
 def _assert_close_to_reference(ours, reference):

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmagenre.config import ExtractConfig
-from fmagenre.extract import run_extraction
-from fmagenre.feature_table import read_features
-from fmagenre.fma_csv import FMA_VERSION, FmaCsvError, parse_header
-from fmagenre.names import feature_index, flat_names
+from fmagenre.audio.names import feature_index, flat_names
+from fmagenre.extraction.driver import run_extraction
+from fmagenre.platform.config import ExtractConfig
+from fmagenre.tables.feature_table import read_features
+from fmagenre.tables.fma_csv import FMA_VERSION, FmaCsvError, parse_header
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fmagenre.genre_tree import GenreTree, GenreTreeError
-from fmagenre.metadata import load_genres
+from fmagenre.labels.genre_tree import GenreTree, GenreTreeError
+from fmagenre.labels.metadata import load_genres
 
 FIXTURE = Path(__file__).parent / "data" / "fma_metadata"
 

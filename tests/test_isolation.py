@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmagenre import isolation, numba_cache
-from fmagenre.features import analyse
-from fmagenre.isolation import analyse_isolated, fault_for, shutdown
+from fmagenre.audio import numba_cache
+from fmagenre.audio.features import analyse
+from fmagenre.extraction import isolation
+from fmagenre.extraction.isolation import analyse_isolated, fault_for, shutdown
 
 SETTINGS = {"max_duration": 600.0, "fma_compat": True}
 

@@ -13,8 +13,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from fmagenre.classification_metrics import check_confusion, classification_summary, cohen_kappa
-from fmagenre.kappa_evaluator import KappaEvaluator, confusion_matrix
+from fmagenre.metrics.classification import check_confusion, classification_summary, cohen_kappa
+from fmagenre.ml.kappa import KappaEvaluator, confusion_matrix
 
 
 def _predictions(seed: int, n: int = 400, k: int = 5):

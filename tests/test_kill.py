@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from fmagenre.feature_table import MARKER, read_features
-from fmagenre.spark import ensure_java
+from fmagenre.platform.session import ensure_java
+from fmagenre.tables.feature_table import MARKER, read_features
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = 8

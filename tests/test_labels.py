@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmagenre.genre_tree import GenreTree
-from fmagenre.labels import (
+from fmagenre.labels.genre_tree import GenreTree
+from fmagenre.labels.imputation import (
     GIVEN,
     IMPUTED,
     IMPUTED_TIE,
@@ -23,7 +23,7 @@ from fmagenre.labels import (
     stratified_split,
     tie_break,
 )
-from fmagenre.metadata import load_metadata
+from fmagenre.labels.metadata import load_metadata
 
 FIXTURE = Path(__file__).parent / "data" / "fma_metadata"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fmagenre.metadata import (
+from fmagenre.labels.metadata import (
     TRACKS_COLUMNS,
     MetadataFormatError,
     find_metadata_files,

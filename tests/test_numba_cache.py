@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fmagenre import features
-from fmagenre.synth import render
+from fmagenre.audio import features
+from fmagenre.synthetic.music import render
 
 NOBODY = 65534
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
@@ -25,7 +25,8 @@ THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREA
 _ANALYSE_TOGETHER = """
 import json, os, sys
 from pathlib import Path
-from fmagenre import features, numba_cache
+from fmagenre.audio import features
+from fmagenre.audio import numba_cache
 
 def kernels():
     cache = Path(os.environ["NUMBA_CACHE_DIR"])
@@ -48,7 +49,7 @@ print(json.dumps({
 _ANALYSE_STDIN = """
 import json, os, sys
 import librosa
-from fmagenre import features
+from fmagenre.audio import features
 
 result = features.analyse(sys.stdin.buffer.read())
 print(json.dumps({
@@ -114,7 +115,7 @@ def test_processes_started_together_on_an_empty_cache_compile_once_and_agree(tmp
 
 
 def _runs_as_nobody(python: str, env: dict[str, str]) -> bool:
-    probe = [python, "-c", "import fmagenre.features"]
+    probe = [python, "-c", "import fmagenre.audio.features"]
     try:
         done = subprocess.run(probe, env=env, user=NOBODY, group=NOBODY, extra_groups=[])
     except PermissionError:
@@ -153,7 +154,7 @@ def _python_for_nobody(where: Path, env: dict[str, str]) -> tuple[str, dict[str,
         ignore=shutil.ignore_patterns("site-packages", "test", "idlelib", "tkinter", "turtledemo"),
         copy_function=_link_or_copy,
     )
-    project = Path(features.__file__).parents[1]
+    project = Path(features.__file__).parents[2]
     env = {
         **env,
         "PYTHONPATH": os.pathsep.join([sysconfig.get_path("purelib"), str(project)]),

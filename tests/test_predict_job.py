@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from analysis_inputs import load_job
 
-from fmagenre.classifiers import MODEL_NAMES
-from fmagenre.config import ExtractConfig
-from fmagenre.extract import run_extraction
-from fmagenre.feature_selection import columns_of_families
-from fmagenre.search_space import LogUniform
-from fmagenre.synthetic_features import write_synthetic_tables
-from fmagenre.training import TrainOptions, run
+from fmagenre.audio.feature_selection import columns_of_families
+from fmagenre.extraction.driver import run_extraction
+from fmagenre.ml.classifiers import MODEL_NAMES
+from fmagenre.ml.search_space import LogUniform
+from fmagenre.ml.training import TrainOptions, run
+from fmagenre.platform.config import ExtractConfig
+from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
 GENRES = {"Rock": 0.4, "Folk": 0.35, "Jazz": 0.25}
 COLUMNS = columns_of_families(["zcr", "rmse", "spectral_centroid"])

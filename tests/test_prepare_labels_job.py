@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fmagenre.label_table import summary_path
+from fmagenre.tables.label_table import summary_path
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = ROOT / "jobs" / "prepare_labels.py"

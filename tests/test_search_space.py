@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fmagenre.classifiers import SEARCH_SPACES
-from fmagenre.search_space import (
+from fmagenre.ml.classifiers import SEARCH_SPACES
+from fmagenre.ml.search_space import (
     LogUniform,
     SearchSpaceError,
     draw_candidates,

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from analysis_inputs import load_job, write_tables
 
-from fmagenre.feature_selection import read_columns_file
-from fmagenre.feature_sets import parse_column_list
-from fmagenre.html_report import PNG_SIGNATURE
-from fmagenre.names import family_of, flat_names
-from fmagenre.selection import FILES, components_for, explained_variance
+from fmagenre.analysis.selection import FILES, components_for, explained_variance
+from fmagenre.audio.feature_selection import read_columns_file
+from fmagenre.audio.feature_sets import parse_column_list
+from fmagenre.audio.names import family_of, flat_names
+from fmagenre.platform.figures import PNG_SIGNATURE
 
 GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk")
 

@@ -1,4 +1,4 @@
-from fmagenre.spark import SUPPORTED_JAVA, find_java_home, java_major_version
+from fmagenre.platform.session import SUPPORTED_JAVA, find_java_home, java_major_version
 
 
 def test_java_home_found_is_supported():

@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fmagenre.spark import find_java_home
+from fmagenre.platform.session import find_java_home
 
 # Builds its session as the analysis jobs do: --config, --master and --conf.
 SCRIPT = """\
 import argparse, json
-from fmagenre.analysis_cli import session
-from fmagenre.config import add_spark_arguments
+from fmagenre.analysis.cli import session
+from fmagenre.platform.config import add_spark_arguments
 
 parser = argparse.ArgumentParser()
 add_spark_arguments(parser)

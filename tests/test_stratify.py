@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from fmagenre.stratify import assign_folds, class_counts, sample_quotas, stratified_sample
+from fmagenre.ml.stratify import assign_folds, class_counts, sample_quotas, stratified_sample
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from analysis_inputs import load_job
 
-from fmagenre.ensemble import VotingEnsembleModel
-from fmagenre.feature_selection import columns_of_families
-from fmagenre.kappa_evaluator import confusion_matrix
-from fmagenre.synthetic_features import write_synthetic_tables
+from fmagenre.audio.feature_selection import columns_of_families
+from fmagenre.ml.ensemble import VotingEnsembleModel
+from fmagenre.ml.kappa import confusion_matrix
+from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
 GENRES = {"Rock": 0.3, "Electronic": 0.25, "Hip-Hop": 0.2, "Folk": 0.15, "Jazz": 0.1}
 FAMILIES = ["zcr", "rmse", "spectral_contrast"]  # 63 columns

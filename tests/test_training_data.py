@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from fmagenre.stratify import assign_folds
-from fmagenre.training_data import TrainingDataError, labelled_data, read_labels
+from fmagenre.ml.stratify import assign_folds
+from fmagenre.ml.training_data import TrainingDataError, labelled_data, read_labels
 
 
 def _tables(spark, train: dict[str, int], test: dict[str, int]):
@@ -35,7 +35,7 @@ def _labelled(features, labels):
 
 def test_a_genre_with_fewer_rows_than_folds_is_missing_from_some_validation_folds(spark, caplog):
     features, labels = _tables(spark, {"Rock": 9, "Country": 2}, {"Rock": 3, "Country": 1})
-    with caplog.at_level(logging.WARNING, logger="fmagenre.training_data"):
+    with caplog.at_level(logging.WARNING, logger="fmagenre.ml.training_data"):
         data = _labelled(features, labels)
     assert data.labels == ["Country", "Rock"]
     assert (
@@ -58,7 +58,7 @@ def test_a_genre_needs_two_training_rows(spark, caplog):
     features, labels = _tables(spark, {"Rock": 9, "Jazz": 3}, {"Rock": 3, "Country": 1})
     with pytest.raises(TrainingDataError, match=r"test genre\(s\) without training rows: Country"):
         _labelled(features, labels)
-    with caplog.at_level(logging.WARNING, logger="fmagenre.training_data"):
+    with caplog.at_level(logging.WARNING, logger="fmagenre.ml.training_data"):
         assert _labelled(features.where("track_id != 15"), labels).labels == ["Jazz", "Rock"]
     assert "folds" not in caplog.text
 

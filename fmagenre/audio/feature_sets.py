@@ -1,0 +1,207 @@
+"""Feature sets of the analysis jobs, and the column-list file format.
+
+A feature set is named on the command line as
+
+* a MIR family (``mfcc``): its columns, all seven statistics;
+* a combination of families joined by ``+`` (``mfcc+spectral_contrast``);
+* ``all``: the 518 columns;
+* ``selected``: the columns of a column-list file (``select_features``' output);
+* ``pca``: the 518 columns reduced to N principal components inside each model's pipeline.
+
+A column-list file holds flat column names (``mfcc_mean_01``) separated by line breaks,
+commas or white space; everything after a ``#`` on a line is a comment. ``select_features``
+writes one name per line after ``#`` comment lines; ``compare_models`` and ``train`` read it
+with ``--columns-file``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from fmagenre.audio.names import FAMILY_SIZES, family_of, flat_names
+
+FAMILIES: tuple[str, ...] = tuple(FAMILY_SIZES)
+ALL, SELECTED, PCA = "all", "selected", "pca"
+#: The combinations of the thesis' Table 5 (its mfcc/ctr/chr/cen/ton/rmse: MFCC, spectral
+#: contrast, chroma CENS, spectral centroid, tonnetz, RMS energy).
+THESIS_COMBINATIONS: tuple[str, ...] = (
+    "mfcc+spectral_contrast",
+    "mfcc+spectral_contrast+spectral_centroid",
+    "mfcc+spectral_contrast+chroma_cens",
+    "mfcc+spectral_contrast+chroma_cens+spectral_centroid",
+    "mfcc+spectral_contrast+chroma_cens+spectral_centroid+tonnetz",
+    "mfcc+spectral_contrast+chroma_cens+spectral_centroid+rmse",
+)
+#: The thesis' PCA feature set: 4 components.
+THESIS_PCA_COMPONENTS = 4
+
+
+class FeatureSetError(ValueError):
+    """An unknown family or column, or a malformed feature-set option or column list."""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Columns a model is fitted on.
+
+    Attributes
+    ----------
+    name : str
+        As given on the command line (``mfcc``, ``mfcc+spectral_contrast``, ``all``...).
+    columns : tuple of str
+        Flat column names, in FMA's order.
+    pca_components : int
+        0, or the number of principal components the columns are reduced to.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    pca_components: int = 0
+
+    @property
+    def dim(self) -> int:
+        """Number of inputs of the classifier: components, else columns."""
+        return self.pca_components or len(self.columns)
+
+
+def family_columns(families: Iterable[str]) -> tuple[str, ...]:
+    """The flat columns of some MIR families, in FMA's order.
+
+    Raises
+    ------
+    FeatureSetError
+        On a name that is not one of :data:`FAMILIES`.
+    """
+    wanted = set(families)
+    unknown = sorted(wanted - set(FAMILIES))
+    if unknown:
+        raise FeatureSetError(
+            f"unknown MIR family {unknown[0]!r} (choose from {', '.join(FAMILIES)})"
+        )
+    return tuple(name for name in flat_names() if family_of(name) in wanted)
+
+
+def parse_combination(text: str) -> tuple[str, ...]:
+    """Families of ``"mfcc+spectral_contrast"``, in the given order, each once.
+
+    Raises
+    ------
+    FeatureSetError
+        On an empty part, an unknown family or a repeated one.
+    """
+    parts = [part.strip() for part in text.split("+")]
+    if not all(parts):
+        raise FeatureSetError(f"empty family in combination {text!r}")
+    if len(set(parts)) != len(parts):
+        raise FeatureSetError(f"a family appears twice in combination {text!r}")
+    family_columns(parts)
+    return tuple(parts)
+
+
+def parse_name_list(text: str) -> list[str]:
+    """``"a, b,c"`` as ``["a", "b", "c"]``; an empty item raises FeatureSetError."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise FeatureSetError(f"empty item in the list {text!r}")
+    return items
+
+
+def parse_column_list(text: str, *, source: str = "column list") -> tuple[str, ...]:
+    """Columns of a column-list file's text, in file order, each once.
+
+    Names are separated by line breaks, commas or white space; ``#`` starts a comment that
+    runs to the end of the line (the syntax ``jobs/train.py --columns-file`` reads).
+
+    Raises
+    ------
+    FeatureSetError
+        On an unknown column name (with its line number), or no column.
+    """
+    valid = set(flat_names())
+    columns: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        for name in line.split("#", 1)[0].replace(",", " ").split():
+            if name not in valid:
+                raise FeatureSetError(f"{source}, line {number}: {name!r} is not a feature column")
+            columns.setdefault(name)
+    if not columns:
+        raise FeatureSetError(f"{source} lists no column")
+    return tuple(columns)
+
+
+def format_column_list(columns: Sequence[str], *, comments: Sequence[str] = ()) -> str:
+    """A column-list file: ``# comment`` lines, then one column per line.
+
+    Raises
+    ------
+    FeatureSetError
+        On an unknown or repeated column, or a comment holding a line break.
+    """
+    if any("\n" in comment or "\r" in comment for comment in comments):
+        raise FeatureSetError("a comment of a column list must be a single line")
+    unknown = sorted(set(columns) - set(flat_names()))
+    if unknown:
+        raise FeatureSetError(f"{unknown[0]!r} is not a feature column")
+    if len(set(columns)) != len(columns):
+        raise FeatureSetError("a column is listed twice")
+    return "".join(f"# {comment}\n" for comment in comments) + "".join(f"{c}\n" for c in columns)
+
+
+def build_feature_sets(
+    *,
+    combinations: Sequence[str] = THESIS_COMBINATIONS,
+    selected: Sequence[str] | None = None,
+    pca_components: int = THESIS_PCA_COMPONENTS,
+) -> dict[str, FeatureSet]:
+    """Every feature set the options define, by name.
+
+    The families, the combinations, ``all``, ``selected`` (when ``selected`` columns are
+    given) and ``pca`` (when ``pca_components`` > 0).
+
+    Raises
+    ------
+    FeatureSetError
+        On a bad combination, an unknown selected column, or components outside 0-518.
+    """
+    if not 0 <= pca_components <= len(flat_names()):
+        raise FeatureSetError(
+            f"PCA components must be in 0-{len(flat_names())}, got {pca_components}"
+        )
+    sets = {family: FeatureSet(family, family_columns([family])) for family in FAMILIES}
+    for text in combinations:
+        families = parse_combination(text)
+        name = "+".join(families)
+        sets[name] = FeatureSet(name, family_columns(families))
+    sets[ALL] = FeatureSet(ALL, flat_names())
+    if selected is not None:
+        columns = parse_column_list("\n".join(selected), source="selected columns")
+        order = {name: i for i, name in enumerate(flat_names())}
+        sets[SELECTED] = FeatureSet(SELECTED, tuple(sorted(columns, key=order.__getitem__)))
+    if pca_components:
+        sets[PCA] = FeatureSet(PCA, flat_names(), pca_components)
+    return sets
+
+
+def choose_feature_sets(
+    available: dict[str, FeatureSet], names: Sequence[str] | None
+) -> list[FeatureSet]:
+    """The sets named (all when ``names`` is None), in the order given.
+
+    Raises
+    ------
+    FeatureSetError
+        On a name that is not in ``available``, or a name given twice.
+    """
+    if names is None:
+        return list(available.values())
+    if len(set(names)) != len(names):
+        raise FeatureSetError("a feature set is named twice")
+    for name in names:
+        if name not in available:
+            hint = {
+                SELECTED: " (it needs --columns-file)",
+                PCA: " (it needs --pca-components > 0)",
+            }.get(name, f" (choose from {', '.join(available)})")
+            raise FeatureSetError(f"unknown feature set {name!r}{hint}")
+    return [available[name] for name in names]

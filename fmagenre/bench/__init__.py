@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train|cpu-drift``."""

@@ -1,0 +1,1 @@
+"""The extraction on Spark: listing the audio files (driver), analysing them (Python workers)."""

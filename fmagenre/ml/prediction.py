@@ -1,0 +1,210 @@
+"""The prediction job's library side: genres of MP3s or feature rows with a trained ensemble.
+
+:func:`run` reads a model directory written by :func:`fmagenre.ml.training.run` and an input that
+is either a folder of audio files, whose features are extracted on the fly with the
+extraction job's code (:func:`fmagenre.extraction.driver.extraction_frame`, nothing written but the
+predictions), or feature rows: a feature table or plain Parquet with the model's feature
+columns. It writes Parquet, one row per input row::
+
+    track_id, path, status, error, genre, prediction, vote_<model>...
+
+``genre`` is the ensemble's genre, ``prediction`` its class index and ``vote_<model>`` each
+model's genre. Rows whose ``status`` is not ``ok`` (a file that cannot be decoded) keep
+their error and get null predictions. Extraction and prediction run in one pass: every row
+goes through the models (an error row's missing features are imputed) and the predictions
+of non-``ok`` rows are then nulled, so no file is read twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
+from fmagenre.ml.ensemble import VotingEnsembleModel, shown_columns, vote_column
+from fmagenre.ml.training import MODEL_DIR
+from fmagenre.ml.training_data import read_feature_rows
+from fmagenre.platform.config import ExtractConfig
+from fmagenre.platform.session import session_settings
+from fmagenre.tables.feature_table import hadoop_fs, is_feature_table, path_exists
+
+log = logging.getLogger(__name__)
+
+INPUT_FORMATS = ("auto", "audio", "features")
+
+
+class PredictionError(ValueError):
+    """A model directory or input the job cannot use; the message says why."""
+
+
+def detect_input_format(spark: SparkSession, path: str) -> str:
+    """``features`` for a feature table, a Parquet file or a directory of Parquet files,
+    else ``audio``."""
+    if is_feature_table(spark, path):
+        return "features"
+    fs, root = hadoop_fs(spark, path)
+    if fs.isFile(root):
+        return "features" if path.endswith(".parquet") else "audio"
+    _, pattern = hadoop_fs(spark, f"{path.rstrip('/')}/*.parquet")
+    return "features" if fs.globStatus(pattern) else "audio"
+
+
+def load_model(spark: SparkSession, model_dir: str) -> VotingEnsembleModel:
+    """The ensemble saved in ``MODEL_DIR/model``.
+
+    Raises
+    ------
+    PredictionError
+        When there is none.
+    """
+    path = f"{model_dir.rstrip('/')}/{MODEL_DIR}"
+    if not path_exists(spark, f"{path}/metadata"):
+        raise PredictionError(
+            f"{model_dir} holds no trained model ({path} is missing): train one with jobs/train.py"
+        )
+    return VotingEnsembleModel.read().session(spark).load(path)
+
+
+def _column_or_null(rows: DataFrame, name: str, type_name: str):
+    return F.col(name) if name in rows.columns else F.lit(None).cast(type_name)
+
+
+def predictions(model: VotingEnsembleModel, rows: DataFrame) -> DataFrame:
+    """The output rows of :func:`run` for input rows (lazy).
+
+    Raises
+    ------
+    PredictionError
+        When the rows lack feature columns of the model.
+    """
+    missing = model.missing_features(rows.columns)
+    if missing:
+        raise PredictionError(
+            f"the input lacks {len(missing)} feature column(s) of the model:"
+            f" {shown_columns(missing)}"
+        )
+    ok = F.col("status") == "ok" if "status" in rows.columns else F.lit(True)
+    kept = [column for column in ("track_id", "path", "status", "error") if column in rows.columns]
+    scored = model.transform(rows.select(*kept, *model.getFeatureCols(), ok.alias("_ok")))
+
+    def when_ok(column):
+        return F.when(F.col("_ok"), column)
+
+    votes = [
+        when_ok(model.label_name(F.col(vote_column(name)))).alias(f"vote_{name}")
+        for name in model.getModelNames()
+    ]
+    return scored.select(
+        _column_or_null(rows, "track_id", "long").alias("track_id"),
+        _column_or_null(rows, "path", "string").alias("path"),
+        (F.col("status") if "status" in rows.columns else F.lit("ok")).alias("status"),
+        _column_or_null(rows, "error", "string").alias("error"),
+        when_ok(F.col(model.getLabelNameCol())).alias("genre"),
+        when_ok(F.col(model.getPredictionCol())).alias("prediction"),
+        *votes,
+    )
+
+
+def run(
+    spark: SparkSession,
+    *,
+    model_dir: str,
+    input: str,
+    output: str,
+    input_format: str = "auto",
+    extract: ExtractConfig | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Predict the genre of every input row or audio file; write Parquet; return a summary.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    model_dir : str
+        Output directory of the training job.
+    input : str
+        Folder of audio files (searched recursively), feature table, or Parquet.
+    output : str
+        Parquet directory to write.
+    input_format : str
+        ``auto`` (:func:`detect_input_format`), ``audio`` or ``features``.
+    extract : ExtractConfig or None
+        Extraction settings for audio input (glob, max_duration...); None for the defaults.
+    overwrite : bool
+        Replace an existing output.
+
+    Returns
+    -------
+    dict
+        ``input_format``, ``rows``, ``ok``, ``errors``, rows per ``genre``, ``wall_s``.
+
+    Raises
+    ------
+    PredictionError
+        On an unknown format, a missing model or input, no audio file, missing features.
+    FileExistsError
+        When ``output`` exists and ``overwrite`` is false.
+    """
+    started = time.perf_counter()
+    if input_format not in INPUT_FORMATS:
+        raise PredictionError(
+            f"unknown input format {input_format!r}; formats: {', '.join(INPUT_FORMATS)}"
+        )
+    extract = extract or ExtractConfig()
+    model = load_model(spark, model_dir)
+    if not path_exists(spark, input):
+        raise PredictionError(f"input {input} does not exist")
+    if not overwrite and path_exists(spark, output):
+        raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
+    if input_format == "auto":
+        input_format = detect_input_format(spark, input)
+    log.info("predicting %s input %s with %s", input_format, input, model_dir)
+    settings = {}
+    if input_format == "audio":
+        files = list_inputs(spark, [input], glob=extract.glob)
+        if not files:
+            raise PredictionError(f"no file matching {extract.glob} under {input}")
+        rows = extraction_frame(spark, files, extract)
+        settings = file_source_conf(spark, files, extract)
+    else:
+        rows = read_feature_rows(spark, input)
+    with session_settings(spark, settings):
+        predictions(model, rows).write.mode("overwrite" if overwrite else "errorifexists").parquet(
+            output
+        )
+    counts = spark.read.parquet(output).groupBy("status", "genre").count().collect()
+    genres: dict[str, int] = {}
+    for row in counts:
+        if row.genre is not None:
+            genres[row.genre] = genres.get(row.genre, 0) + row["count"]
+    total = sum(row["count"] for row in counts)
+    ok = sum(row["count"] for row in counts if row.status == "ok")
+    return {
+        "job": "predict",
+        "input": input,
+        "input_format": input_format,
+        "model": model_dir,
+        "output": output,
+        "rows": total,
+        "ok": ok,
+        "errors": total - ok,
+        "genres": dict(sorted(genres.items(), key=lambda item: (-item[1], item[0]))),
+        "wall_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def format_summary(summary: Mapping) -> str:
+    """The printed form of :func:`run`'s summary."""
+    genres = ", ".join(f"{genre} {n}" for genre, n in summary["genres"].items()) or "none"
+    return "\n".join(
+        [
+            f"predict: {summary['rows']} rows ({summary['input_format']} input), {summary['ok']}"
+            f" ok, {summary['errors']} errors, in {summary['wall_s']:.1f} s",
+            f"  genres  {genres}",
+            f"  output  {summary['output']}",
+        ]
+    )

@@ -1,0 +1,117 @@
+"""Random-search candidates: hyper-parameters drawn from log-uniform ranges.
+
+A log-uniform draw spends as many candidates on [0.001, 0.01] as on [0.1, 1], which suits
+scale parameters (regularisation, learning rate, tree counts). Integer ranges are discrete
+log-uniform: ``k`` has the probability of ``[k, k + 1)`` under the continuous law on
+``[low, high + 1)``. Draws are deterministic for a seed. A TOML file can replace ranges
+(:func:`read_search_space`).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """A log-uniform range ``[low, high]``, of integers when ``integer``."""
+
+    low: float
+    high: float
+    integer: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.low <= self.high or not math.isfinite(self.high):
+            raise ValueError(f"need 0 < low <= high < inf, got [{self.low}, {self.high}]")
+        if self.integer and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"integer ranges need integer bounds, got [{self.low}, {self.high}]")
+
+    def draw(self, rng: np.random.Generator) -> float | int:
+        """One value."""
+        if self.integer:
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
+            return min(int(value), int(self.high))
+        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+
+
+def draw_candidates(
+    space: Mapping[str, LogUniform], *, candidates: int, seed: int
+) -> list[dict[str, float | int]]:
+    """``candidates`` parameter sets drawn from ``space``, the same for the same seed.
+
+    Parameters
+    ----------
+    space : mapping of str to LogUniform
+        Parameter name to its range.
+    candidates : int
+        How many sets, at least 1.
+    seed : int
+        Seed of the generator.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
+    if not space:
+        raise ValueError("the search space is empty")
+    rng = np.random.default_rng(seed)
+    return [{name: scale.draw(rng) for name, scale in space.items()} for _ in range(candidates)]
+
+
+class SearchSpaceError(ValueError):
+    """A search-space file that does not fit the models' spaces."""
+
+
+def read_search_space(
+    path: str | Path,
+    defaults: Mapping[str, Mapping[str, LogUniform]],
+    *,
+    read: Callable[[str], bytes] | None = None,
+) -> dict[str, dict[str, LogUniform]]:
+    """``defaults`` with the ranges of a TOML file replaced.
+
+    The file has a table per model and a ``[low, high]`` pair or a single value (a fixed
+    parameter) per parameter; integer parameters stay integer::
+
+        [lr]
+        maxIter = [10, 50]
+        elasticNetParam = 0.5
+
+    ``read(path)`` gives a file's bytes; None reads a local file. The jobs pass
+    :func:`fmagenre.tables.feature_table.read_bytes` with their session, for any Hadoop path.
+
+    Raises
+    ------
+    SearchSpaceError
+        On an unreadable file, an unknown model or parameter, or an invalid range.
+    """
+    try:
+        data = read(str(path)) if read else Path(path).read_bytes()
+        document = tomllib.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise SearchSpaceError(f"{path}: cannot read the search space: {error}") from error
+    spaces = {model: dict(space) for model, space in defaults.items()}
+    for model, table in document.items():
+        if model not in spaces or not isinstance(table, dict):
+            raise SearchSpaceError(
+                f"{path}: [{model}] is not a model table; models: {', '.join(spaces)}"
+            )
+        for param, value in table.items():
+            if param not in spaces[model]:
+                raise SearchSpaceError(
+                    f"{path}: [{model}] has no parameter {param!r};"
+                    f" parameters: {', '.join(spaces[model])}"
+                )
+            bounds = value if isinstance(value, list) else [value, value]
+            try:
+                low, high = (float(bound) for bound in bounds)
+                spaces[model][param] = LogUniform(low, high, spaces[model][param].integer)
+            except (TypeError, ValueError) as error:
+                raise SearchSpaceError(
+                    f"{path}: [{model}] {param} must be [low, high] or one value: {error}"
+                ) from None
+    return spaces

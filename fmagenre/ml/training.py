@@ -1,0 +1,358 @@
+"""The training job's library side: search, fit, vote, evaluate, save.
+
+:func:`run` joins the ``ok`` feature rows with their labels (:mod:`fmagenre.ml.training_data`),
+then for each of the three models (:mod:`fmagenre.ml.classifiers`) runs a random search with
+stratified k-fold cross-validation scored by Cohen's kappa (:mod:`fmagenre.ml.search`)
+on a stratified sample of the training split, fits the best candidate on the whole training
+split, and puts the three in a hard-voting :class:`~fmagenre.ml.ensemble.VotingEnsembleModel`
+whose ties go to the model with the best cross-validated kappa. It evaluates each model and
+the ensemble on the test split and writes, under the output directory::
+
+    model/                  the ensemble (VotingEnsembleModel.load)
+    metrics.json, report.md, confusion_<model>.csv/.png   (fmagenre.ml.report)
+
+Why a search sample: cross-validating 10 candidates on 3 folds costs 30 fits on two thirds
+of the training split per model; on FMA's 93k training tracks that is a day on a laptop (the
+thesis' 23 hours). Ranking candidates on a stratified sample of ``search_rows`` tracks
+(10,000 by default, every genre in proportion and at least ``folds`` tracks of each) and
+fitting only the winner on all tracks keeps the whole run under an hour on 2 cores
+(``python -m fmagenre.bench train``); ``search_rows=0`` searches on every training track.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
+
+from fmagenre.audio.names import family_of, flat_names
+from fmagenre.metrics.classification import classification_summary
+from fmagenre.ml.classifiers import (
+    LABEL_COL,
+    MODEL_NAMES,
+    SEARCH_SPACES,
+    VECTOR_COL,
+    WEIGHT_COL,
+    ClassifierSettings,
+    check_barrier_mode,
+    prediction_col,
+    preprocessing,
+    training_pipeline,
+)
+from fmagenre.ml.ensemble import VotingEnsembleModel
+from fmagenre.ml.kappa import KappaEvaluator, confusion_matrix
+from fmagenre.ml.report import ENSEMBLE, write_confusions, write_report
+from fmagenre.ml.search import SearchResult, random_search
+from fmagenre.ml.search_space import LogUniform
+from fmagenre.ml.stratify import assign_folds, sample_quotas, stratified_sample
+from fmagenre.ml.training_data import labelled_data, read_feature_rows, read_labels
+from fmagenre.tables.feature_table import hadoop_fs
+
+log = logging.getLogger(__name__)
+
+CLASS_WEIGHTS = ("none", "balanced")
+MODEL_DIR = "model"
+FOLD_COL = "fold"
+#: Training tracks (a seeded random sample) whose means impute missing features: plenty for a
+#: mean, and fitting the imputer's 518 averages on all 93k tracks takes a minute on 2 cores.
+IMPUTER_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Settings of a training run."""
+
+    #: Feature columns (:mod:`fmagenre.audio.feature_selection`).
+    columns: tuple[str, ...] = field(default_factory=flat_names)
+    #: Random-search candidates per model.
+    candidates: int = 10
+    #: Cross-validation folds.
+    folds: int = 3
+    #: Seed of the search sample, the folds, the candidates and XGBoost.
+    seed: int = 0
+    #: "none", or "balanced" for class weights.
+    class_weights: str = "none"
+    #: Training tracks in the search sample; 0 for all of them.
+    search_rows: int = 10_000
+    #: XGBoost barrier tasks; None for the session's default parallelism.
+    xgb_workers: int | None = None
+    #: Search ranges by model (:data:`fmagenre.ml.classifiers.SEARCH_SPACES`).
+    search_spaces: Mapping[str, Mapping[str, LogUniform]] = field(
+        default_factory=lambda: SEARCH_SPACES
+    )
+    #: Replace an existing output directory.
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.columns:
+            raise ValueError("no feature column")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {self.candidates}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(
+                f"class_weights must be {' or '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}"
+            )
+        if self.search_rows < 0:
+            raise ValueError(f"search_rows must be 0 (all) or more, got {self.search_rows}")
+        if self.xgb_workers is not None and self.xgb_workers < 1:
+            raise ValueError(f"xgb_workers must be at least 1, got {self.xgb_workers}")
+        missing = [name for name in MODEL_NAMES if name not in self.search_spaces]
+        if missing:
+            raise ValueError(f"no search space for model(s) {', '.join(missing)}")
+
+
+def prepare_output(spark: SparkSession, output: str, *, overwrite: bool) -> None:
+    """Check that ``output`` is free, or empty it with ``overwrite``.
+
+    Raises
+    ------
+    FileExistsError
+        When it exists and ``overwrite`` is false.
+    """
+    fs, path = hadoop_fs(spark, output)
+    if not fs.exists(path):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
+    fs.delete(path, True)
+
+
+class _Timings(dict):
+    """Seconds per stage, in the order the stages ran."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        log.info("%s ...", name)
+        started = time.perf_counter()
+        yield
+        self[name] = round(time.perf_counter() - started, 3)
+        log.info("%s: %.1f s", name, self[name])
+
+
+def _cached(frame: DataFrame, partitions: int) -> DataFrame:
+    """``frame`` spread evenly over ``partitions`` and cached: every fit reads it many times."""
+    cached = frame.repartition(partitions).cache()
+    cached.count()
+    return cached
+
+
+def _score(search: SearchResult) -> float:
+    score = search.best.score
+    return -math.inf if math.isnan(score) else score
+
+
+def run(
+    spark: SparkSession,
+    *,
+    features: str,
+    labels: str,
+    output: str,
+    options: TrainOptions | None = None,
+) -> dict:
+    """Train, evaluate and save the voting ensemble; return the metrics.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    features : str
+        Feature table or Parquet directory (any Hadoop path).
+    labels : str
+        Label table (``jobs/prepare_labels.py``).
+    output : str
+        Directory to create: the model in ``OUTPUT/model``, the metrics and report beside.
+    options : TrainOptions or None
+        None for the defaults.
+
+    Returns
+    -------
+    dict
+        Everything also written to ``metrics.json``: inputs, options, row counts, the feature
+        set, each search's candidates (parameters, fold kappas, mean, seconds), the tie-break
+        order, each model's and the ensemble's test scores and confusion matrix, seconds per
+        stage.
+
+    Raises
+    ------
+    fmagenre.ml.training_data.TrainingDataError
+        On inputs that cannot make training data (checked before any training).
+    FileExistsError
+        When ``output`` exists and ``options.overwrite`` is false.
+    fmagenre.ml.classifiers.BarrierModeError
+        When the session uses dynamic allocation, which XGBoost cannot train under.
+    """
+    options = options or TrainOptions()
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    check_barrier_mode(spark)
+    prepare_output(spark, output, overwrite=options.overwrite)
+    timings = _Timings()
+    columns = list(options.columns)
+    parallelism = spark.sparkContext.defaultParallelism
+    settings = ClassifierSettings(
+        weighted=options.class_weights == "balanced",
+        # A binary SVC fit is mostly short Spark jobs and driver work: run twice as many as
+        # there are cores, so that one's waits overlap another's work.
+        parallelism=2 * parallelism,
+        xgb_workers=options.xgb_workers or parallelism,
+        seed=options.seed,
+    )
+    with timings.stage("prepare data"):
+        data = labelled_data(
+            read_feature_rows(spark, features),
+            read_labels(spark, labels),
+            columns=columns,
+            class_weights=settings.weighted,
+            folds=options.folds,
+        )
+        train = data.split("train")
+        train_counts = data.counts["train"]
+        n_train = sum(train_counts.values())
+        # The features are imputed and assembled once, with training means: searches and
+        # fits read vectors, and only the scaler and the classifier are fitted per fold.
+        imputer, assembler = preprocessing(columns)
+        imputer_model = imputer.fit(
+            train.sample(fraction=min(1.0, IMPUTER_ROWS / n_train), seed=options.seed)
+        )
+        weight = [WEIGHT_COL] if settings.weighted else []
+        train_vectors = _cached(
+            assembler.transform(imputer_model.transform(train)).select(
+                "track_id", "genre", LABEL_COL, *weight, VECTOR_COL
+            ),
+            parallelism,
+        )
+        sample = train_vectors
+        if 0 < options.search_rows < n_train:
+            quotas = sample_quotas(train_counts, rows=options.search_rows, minimum=options.folds)
+            sample = stratified_sample(
+                sample, label_col="genre", id_col="track_id", quotas=quotas, seed=options.seed
+            )
+        folded = assign_folds(
+            sample, label_col="genre", id_col="track_id", folds=options.folds, seed=options.seed
+        )
+        search_vectors = _cached(
+            folded.select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL), parallelism
+        )
+        n_search = search_vectors.count()
+    log.info(
+        "%d training tracks (%d in the search sample), %d test tracks, %d genres, %d features",
+        n_train,
+        n_search,
+        sum(data.counts["test"].values()),
+        len(data.labels),
+        len(columns),
+    )
+
+    searches: dict[str, SearchResult] = {}
+    for name in MODEL_NAMES:
+        with timings.stage(f"search {name}"):
+            searches[name] = random_search(
+                search_vectors,
+                build=lambda params, name=name: training_pipeline(name, params, settings),
+                space=options.search_spaces[name],
+                evaluator=KappaEvaluator(labelCol=LABEL_COL, predictionCol=prediction_col(name)),
+                candidates=options.candidates,
+                folds=options.folds,
+                seed=options.seed,
+                fold_col=FOLD_COL,
+                name=name,
+            )
+    search_vectors.unpersist()
+
+    models = {}
+    for name in MODEL_NAMES:
+        with timings.stage(f"fit {name}"):
+            pipeline = training_pipeline(name, searches[name].best.params, settings)
+            models[name] = pipeline.fit(train_vectors)
+    train_vectors.unpersist()
+
+    tie_break = sorted(MODEL_NAMES, key=lambda name: -_score(searches[name]))
+    ensemble = VotingEnsembleModel(
+        preprocessing=PipelineModel(stages=[imputer_model, assembler]),
+        models=[models[name] for name in MODEL_NAMES],
+        modelNames=MODEL_NAMES,
+        labels=data.labels,
+        featureCols=columns,
+        featuresCol=VECTOR_COL,
+        tieBreakOrder=tie_break,
+    )
+    model_path = f"{output.rstrip('/')}/{MODEL_DIR}"
+    with timings.stage("save model"):
+        ensemble.save(model_path)
+
+    with timings.stage("evaluate"):
+        outputs = [prediction_col(name) for name in MODEL_NAMES] + [ensemble.getPredictionCol()]
+        # Spread over the cores: each partition starts the models' Python side (XGBoost).
+        test = data.split("test").select(LABEL_COL, *columns).repartition(parallelism)
+        predictions = ensemble.transform(test).select(LABEL_COL, *outputs).cache()
+        confusions = {
+            model: confusion_matrix(
+                predictions,
+                label_col=LABEL_COL,
+                prediction_col=column,
+                num_classes=len(data.labels),
+            )
+            for model, column in zip([*MODEL_NAMES, ENSEMBLE], outputs, strict=True)
+        }
+        predictions.unpersist()
+
+    families: dict[str, int] = {}
+    for column in columns:
+        families[family_of(column)] = families.get(family_of(column), 0) + 1
+    metrics = {
+        "job": "train",
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "inputs": {"features": features, "labels": labels},
+        "model": model_path,
+        "report": f"{output.rstrip('/')}/report.md",
+        "options": {
+            "candidates": options.candidates,
+            "folds": options.folds,
+            "seed": options.seed,
+            "class_weights": options.class_weights,
+            "search_rows": options.search_rows,
+            "xgb_workers": settings.xgb_workers,
+            "svc_parallelism": settings.parallelism,
+        },
+        "features": {"count": len(columns), "families": families, "columns": columns},
+        "labels": data.labels,
+        "rows": {
+            "train_total": n_train,
+            "test_total": sum(data.counts["test"].values()),
+            "search": n_search,
+            "train": data.counts["train"],
+            "test": data.counts["test"],
+        },
+        "search": {
+            name: {
+                **searches[name].as_dict(),
+                "space": {
+                    param: [scale.low, scale.high]
+                    for param, scale in options.search_spaces[name].items()
+                },
+            }
+            for name in MODEL_NAMES
+        },
+        "tie_break_order": tie_break,
+        "test": {
+            model: {
+                **classification_summary(confusion, data.labels),
+                "confusion": confusion.tolist(),
+            }
+            for model, confusion in confusions.items()
+        },
+        "timings": timings,
+    }
+    with timings.stage("write confusion matrices"):
+        write_confusions(spark, output, confusions, data.labels)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    write_report(spark, output, metrics)
+    return metrics

