@@ -25,8 +25,8 @@ from fmagenre.platform.config import (
     load_config,
     parse_spark_overrides,
 )
+from fmagenre.platform.hadoop import read_bytes
 from fmagenre.platform.session import build_session
-from fmagenre.tables.feature_table import read_bytes
 
 EXIT_BAD_CONFIG = 1  # the configuration file, a Spark property, or dynamic allocation
 EXIT_BAD_INPUT = 2  # an option, the feature set, the inputs, or an existing output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fmagenre.tables.feature_table import read_bytes
+from fmagenre.platform.hadoop import read_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "data" / "fma_metadata"

@@ -24,13 +24,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from fmagenre.audio.names import flat_names
-from fmagenre.tables.feature_table import (
-    is_feature_table,
-    path_exists,
-    read_bytes,
-    read_features,
-    write_bytes,
-)
+from fmagenre.platform.hadoop import path_exists, read_bytes, write_bytes
+from fmagenre.tables.feature_table import is_feature_table, read_features
 
 #: Label columns every analysis job needs.
 LABEL_KEYS = ("track_id", "genre_top", "split")

@@ -69,7 +69,7 @@ def read_columns_file(path: str | Path, *, read: Callable[[str], bytes] | None =
     path : str or path-like
     read : callable or None
         ``read(path)`` gives a file's bytes; None reads a local file. The jobs pass
-        :func:`fmagenre.tables.feature_table.read_bytes` with their session, for any Hadoop path.
+        :func:`fmagenre.platform.hadoop.read_bytes` with their session, for any Hadoop path.
 
     Raises
     ------

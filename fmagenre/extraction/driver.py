@@ -46,13 +46,13 @@ from pyspark.sql.types import LongType, StructField, StructType
 
 from fmagenre.audio.names import N_FEATURES, flat_names
 from fmagenre.platform.config import ExtractConfig
+from fmagenre.platform.hadoop import hadoop_fs
 from fmagenre.platform.session import session_settings
 from fmagenre.tables.feature_table import (
     FEATURE_SCHEMA,
     check_output,
     chunk_id,
     drop_runs_before,
-    hadoop_fs,
     new_run_id,
     open_table,
     path_key,

@@ -29,8 +29,9 @@ from fmagenre.ml.ensemble import VotingEnsembleModel, shown_columns, vote_column
 from fmagenre.ml.training import MODEL_DIR
 from fmagenre.ml.training_data import read_feature_rows
 from fmagenre.platform.config import ExtractConfig
+from fmagenre.platform.hadoop import hadoop_fs, path_exists
 from fmagenre.platform.session import session_settings
-from fmagenre.tables.feature_table import hadoop_fs, is_feature_table, path_exists
+from fmagenre.tables.feature_table import is_feature_table
 
 log = logging.getLogger(__name__)
 

@@ -82,7 +82,7 @@ def read_search_space(
         elasticNetParam = 0.5
 
     ``read(path)`` gives a file's bytes; None reads a local file. The jobs pass
-    :func:`fmagenre.tables.feature_table.read_bytes` with their session, for any Hadoop path.
+    :func:`fmagenre.platform.hadoop.read_bytes` with their session, for any Hadoop path.
 
     Raises
     ------

@@ -53,7 +53,7 @@ from fmagenre.ml.search import SearchResult, random_search
 from fmagenre.ml.search_space import LogUniform
 from fmagenre.ml.stratify import assign_folds, sample_quotas, stratified_sample
 from fmagenre.ml.training_data import labelled_data, read_feature_rows, read_labels
-from fmagenre.tables.feature_table import hadoop_fs
+from fmagenre.platform.hadoop import hadoop_fs
 
 log = logging.getLogger(__name__)
 

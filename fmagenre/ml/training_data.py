@@ -26,7 +26,8 @@ from pyspark.sql import functions as F
 from fmagenre.analysis.inputs import one_row_per_track
 from fmagenre.ml.classifiers import LABEL_COL, WEIGHT_COL
 from fmagenre.ml.stratify import label_lookup
-from fmagenre.tables.feature_table import is_feature_table, path_exists, read_features
+from fmagenre.platform.hadoop import path_exists
+from fmagenre.tables.feature_table import is_feature_table, read_features
 
 log = logging.getLogger(__name__)
 

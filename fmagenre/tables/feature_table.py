@@ -28,9 +28,7 @@ existed (a visible ``runs/`` folder) are moved to this layout by the next extrac
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -51,6 +49,13 @@ from pyspark.sql.types import (
 )
 
 from fmagenre.audio.names import flat_names
+from fmagenre.platform.hadoop import (
+    hadoop_fs,
+    path_exists,
+    read_bytes,
+    replace_file,
+    write_json,
+)
 
 RUNS = "_runs"
 #: Where tables written before the current view kept their runs.
@@ -102,53 +107,6 @@ FEATURE_SCHEMA = StructType(
 
 class OutputLayoutError(ValueError):
     """An output directory that holds something other than a feature table."""
-
-
-def hadoop_fs(spark: SparkSession, path: str):
-    """The Hadoop file system of ``path`` and the path as a Hadoop ``Path``."""
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
-
-
-def path_exists(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` (any Hadoop path) exists."""
-    fs, hadoop_path = hadoop_fs(spark, path)
-    return bool(fs.exists(hadoop_path))
-
-
-def write_bytes(spark: SparkSession, path: str, data: str | bytes) -> None:
-    """Create (or replace) a small file through Hadoop: one object on S3, seen at close.
-
-    Text is written as UTF-8.
-    """
-    fs, hadoop_path = hadoop_fs(spark, path)
-    stream = fs.create(hadoop_path, True)
-    try:
-        stream.write(bytearray(data.encode("utf-8") if isinstance(data, str) else data))
-    finally:
-        stream.close()
-
-
-def read_bytes(spark: SparkSession, path: str, *, piece: int = 1 << 23) -> bytes:
-    """The bytes of a file on any Hadoop path, moved from the JVM in ``piece``-byte parts.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` is not a file.
-    """
-    fs, hadoop_path = hadoop_fs(spark, path)
-    if not fs.isFile(hadoop_path):
-        raise FileNotFoundError(f"{path}: no such file")
-    stream = fs.open(hadoop_path)
-    parts = []
-    try:
-        while part := stream.readNBytes(piece):
-            parts.append(bytes(part))
-    finally:
-        stream.close()
-    return b"".join(parts)
 
 
 def new_run_id() -> str:
@@ -366,48 +324,6 @@ def _chunks(spark: SparkSession, output: str, since: str | None) -> dict[str, st
     return {name: path for name, path in chunks.items() if since is None or name >= since}
 
 
-def _replace_file(spark: SparkSession, source: str, target: str) -> None:
-    """Put ``source`` in place of ``target`` in one step, as readers see it, and remove it.
-
-    A local file is renamed over the old one (POSIX rename, checksum files dropped), an
-    HDFS file likewise (``FileContext.rename`` with OVERWRITE is atomic there); on object
-    stores an object becomes visible whole when written, so a copy replaces it.
-    """
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    fs, src = hadoop_fs(spark, source)
-    _, dst = hadoop_fs(spark, target)
-    scheme = fs.getUri().getScheme() or "file"
-    if scheme == "file":
-        local = [src.toUri().getPath(), dst.toUri().getPath()]
-        for path in local:
-            folder, name = os.path.split(path)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, f".{name}.crc"))
-        os.replace(*local)
-    elif scheme in ("hdfs", "viewfs"):
-        rename = jvm.org.apache.hadoop.fs.Options.Rename
-        options = spark.sparkContext._gateway.new_array(rename, 1)
-        options[0] = rename.OVERWRITE
-        jvm.org.apache.hadoop.fs.FileContext.getFileContext(dst.toUri(), conf).rename(
-            src, dst, options
-        )
-    else:
-        jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, fs, dst, True, True, conf)
-
-
-def write_json(spark: SparkSession, path: str, data: Mapping) -> None:
-    """Write ``data`` as a JSON file that readers see whole or not at all.
-
-    On local disks and HDFS a file exists from its creation on: the text goes to a hidden
-    file beside it first, which then takes its place (:func:`_replace_file`).
-    """
-    folder, name = path.rstrip("/").rsplit("/", 1)
-    staged = f"{folder}/_{name}.{secrets.token_hex(4)}"
-    write_bytes(spark, staged, json.dumps(data, indent=2, allow_nan=False) + "\n")
-    _replace_file(spark, staged, path)
-
-
 def _read_rows(spark: SparkSession, paths: Iterable[str]) -> DataFrame:
     """The rows of Parquet files or folders with :data:`FEATURE_SCHEMA`; none for no path."""
     paths = list(paths)
@@ -436,8 +352,8 @@ def refresh_view(
     """Rewrite the view of ``output`` from its published chunks, when it lags behind them.
 
     Each bucket file of the view is written to a staging folder, then replaces the view's
-    file in one step (see :func:`_replace_file`); a bucket left without rows loses its file.
-    The state file, replaced last, lists the chunks the view holds.
+    file in one step (:func:`fmagenre.platform.hadoop.replace_file`); a bucket left without
+    rows loses its file. The state file, replaced last, lists the chunks the view holds.
 
     Parameters
     ----------
@@ -485,7 +401,7 @@ def refresh_view(
         if any(len(files) != 1 for files in staged.values()):
             raise RuntimeError(f"staged view {staging} has several files for one bucket")
         for bucket, (source,) in sorted(staged.items()):
-            _replace_file(spark, source, _join(output, f"part-{bucket:05d}.parquet"))
+            replace_file(spark, source, _join(output, f"part-{bucket:05d}.parquet"))
         for bucket, path in _view_files(spark, output).items():
             if bucket not in staged:
                 fs, stale = hadoop_fs(spark, path)

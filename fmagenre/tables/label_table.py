@@ -32,8 +32,8 @@ from fmagenre.labels.metadata import (
     load_tracks,
     missing_metadata,
 )
+from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes
 from fmagenre.platform.session import session_settings
-from fmagenre.tables.feature_table import path_exists, read_bytes
 
 SUMMARY_FILE = "_summary.json"
 
@@ -74,13 +74,6 @@ def summary_path(output: str) -> str:
     return f"{output.rstrip('/')}/{SUMMARY_FILE}"
 
 
-def _hadoop_path(spark: SparkSession, path: str):
-    """A Hadoop file system and path object for any URI Spark can write to."""
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
-
-
 def write_label_table(
     spark: SparkSession,
     table: pd.DataFrame,
@@ -115,11 +108,11 @@ def write_label_table(
     """
     summary_target = summary_path(output)
     if not overwrite:
-        fs, hadoop_path = _hadoop_path(spark, output)
+        fs, hadoop_path = hadoop_fs(spark, output)
         if fs.exists(hadoop_path):
             raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
     to_spark(spark, table).write.mode("overwrite" if overwrite else "errorifexists").parquet(output)
-    fs, hadoop_path = _hadoop_path(spark, summary_target)
+    fs, hadoop_path = hadoop_fs(spark, summary_target)
     stream = fs.create(hadoop_path, True)
     try:
         stream.write(bytearray(json.dumps(summary, indent=2).encode("utf-8") + b"\n"))
