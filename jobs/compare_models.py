@@ -9,15 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.analysis.cli import (
-    EXIT_BAD_INPUT,
-    add_input_arguments,
-    fail,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    session,
-)
+from pyspark.sql import SparkSession
+
+from fmagenre.analysis.algorithms import ALGORITHMS, SLOW_KERNELS
+from fmagenre.analysis.cells import DEFAULT_CELL_TIMEOUT
 from fmagenre.analysis.compare import (
     DEFAULT_MAX_TEST_ROWS,
     DEFAULT_MAX_TRAIN_ROWS,
@@ -25,30 +20,27 @@ from fmagenre.analysis.compare import (
     pivot,
     run,
 )
-from fmagenre.analysis.inputs import AnalysisInputError
-from fmagenre.analysis.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT, SLOW_KERNELS
-from fmagenre.audio.feature_sets import (
-    THESIS_COMBINATIONS,
-    THESIS_PCA_COMPONENTS,
-    FeatureSetError,
-    parse_name_list,
+from fmagenre.analysis.options import add_input_arguments
+from fmagenre.audio.feature_sets import THESIS_COMBINATIONS, THESIS_PCA_COMPONENTS
+from fmagenre.platform.config import Config
+from fmagenre.platform.jobs import (
+    comma_list,
+    job_parser,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_job,
 )
-from fmagenre.platform.config import ConfigError
-
-PROG = "compare_models"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Fit every algorithm on every feature set (each MIR family, combinations, all,"
-            " the selected columns, PCA) on sampled training tracks, score it on the test"
-            " tracks, one Spark task per cell under a time limit. Writes results.csv,"
-            " tables.md (accuracy, kappa, macro F1, fit minutes) and heatmap.png; a failed"
-            " or timed-out cell is reported in its row."
-        ),
-        epilog=f"Exit status: 0 done (failed cells included), {EXIT_BAD_INPUT} bad input.",
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "compare_models",
+        "Fit every algorithm on every feature set (each MIR family, combinations, all,"
+        " the selected columns, PCA) on sampled training tracks, score it on the test"
+        " tracks, one Spark task per cell under a time limit. Writes results.csv,"
+        " tables.md (accuracy, kappa, macro F1, fit minutes) and heatmap.png; a failed"
+        " or timed-out cell is reported in its row.",
     )
     add_input_arguments(parser)
     parser.add_argument(
@@ -59,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--combinations",
+        type=comma_list(allow_empty=True),
         default=",".join(THESIS_COMBINATIONS),
         metavar="A+B,...",
         help="family combinations added as feature sets, comma-separated, '' for none"
@@ -73,11 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--feature-sets",
+        type=comma_list(),
         metavar="NAME,...",
         help="run only these feature sets: families, combinations, all, selected, pca",
     )
     parser.add_argument(
         "--algorithms",
+        type=comma_list(choices=ALGORITHMS),
         metavar="NAME,...",
         help=f"run only these algorithms, of {', '.join(ALGORITHMS)}",
     )
@@ -110,41 +105,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="time limit of each cell's fit and scoring (default %(default)s)",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: list[str] | None = None, *, spark=None) -> int:
-    """Run the job; ``spark`` is an existing session to use instead of building one."""
-    args = parse_args(argv)
-    try:
-        combinations = parse_name_list(args.combinations) if args.combinations else []
-        algorithms = parse_name_list(args.algorithms) if args.algorithms else None
-        for name in algorithms or []:
-            if name not in ALGORITHMS:
-                raise FeatureSetError(
-                    f"unknown algorithm {name!r} (choose from {', '.join(ALGORITHMS)})"
-                )
-        feature_sets = parse_name_list(args.feature_sets) if args.feature_sets else None
-        if spark is None:
-            spark = session(args, "fmagenre-compare-models")
-        results, paths = run(
-            spark,
-            features=args.features,
-            labels=args.labels,
-            output=args.output,
-            columns_file=args.columns_file,
-            combinations=combinations,
-            pca_components=args.pca_components,
-            feature_sets=feature_sets,
-            algorithms=algorithms,
-            max_train_rows=args.max_train_rows,
-            max_test_rows=args.max_test_rows,
-            slow_kernel_rows=args.slow_kernel_rows,
-            cell_timeout=args.cell_timeout,
-            seed=args.seed,
-        )
-    except (AnalysisInputError, ConfigError, FeatureSetError) as error:
-        return fail(PROG, error)
+def compare(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    results, paths = run(
+        spark,
+        features=args.features,
+        labels=args.labels,
+        output=args.output,
+        columns_file=args.columns_file,
+        combinations=args.combinations,
+        pca_components=args.pca_components,
+        feature_sets=args.feature_sets,
+        algorithms=args.algorithms,
+        max_train_rows=args.max_train_rows,
+        max_test_rows=args.max_test_rows,
+        slow_kernel_rows=args.slow_kernel_rows,
+        cell_timeout=args.cell_timeout,
+        seed=args.seed,
+    )
     counts = results["status"].value_counts()
     print(
         f"{len(results)} cells: "
@@ -154,7 +134,11 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
     print(pivot(results, "accuracy", scale=100).round(2).to_string())
     for path in paths.values():
         print(f"wrote {path}")
-    return 0
+
+
+def main(argv: list[str] | None = None, *, spark=None) -> int:
+    """Run the job; ``spark`` is an existing session to use instead of building one."""
+    return run_job(make_parser(), compare, argv, spark=spark)
 
 
 if __name__ == "__main__":

@@ -9,31 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.analysis.cli import (
-    EXIT_BAD_INPUT,
-    add_input_arguments,
-    fail,
-    positive_int,
-    session,
-)
+from pyspark.sql import SparkSession
+
 from fmagenre.analysis.explore import DEFAULT_SAMPLE_ROWS, DEFAULT_TOP_GENRES, run
-from fmagenre.analysis.inputs import AnalysisInputError
-from fmagenre.audio.feature_sets import FeatureSetError, parse_name_list
-from fmagenre.platform.config import ConfigError
-
-PROG = "explore"
+from fmagenre.analysis.options import add_input_arguments
+from fmagenre.platform.config import Config
+from fmagenre.platform.jobs import comma_list, job_parser, positive_int, run_job
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Write DIR/report.html: tracks per genre, artists, genres per track, genre"
-            " co-occurrence, durations, bit rates, release years, missing values, extraction"
-            " errors, feature correlations and a PCA scatter of three genres per MIR family."
-            " Figures come from Spark aggregates and bounded samples."
-        ),
-        epilog=f"Exit status: 0 done, {EXIT_BAD_INPUT} bad input (missing path, unknown genre...).",
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "explore",
+        "Write DIR/report.html: tracks per genre, artists, genres per track, genre"
+        " co-occurrence, durations, bit rates, release years, missing values, extraction"
+        " errors, feature correlations and a PCA scatter of three genres per MIR family."
+        " Figures come from Spark aggregates and bounded samples.",
     )
     add_input_arguments(parser)
     parser.add_argument(
@@ -44,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pca-genres",
+        type=comma_list(),
         metavar="A,B,C",
         help="top-level genres of the PCA scatters, comma-separated (default: the 3 largest)",
     )
@@ -61,31 +52,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="genres shown in the per-genre bars (co-occurrence: at most 40; default %(default)s)",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def explore(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    path = run(
+        spark,
+        features=args.features,
+        labels=args.labels,
+        output=args.output,
+        metadata=args.metadata,
+        pca_genres=args.pca_genres,
+        sample_rows=args.sample_rows,
+        top_genres=args.top_genres,
+        seed=args.seed,
+    )
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None, *, spark=None) -> int:
     """Run the job; ``spark`` is an existing session to use instead of building one."""
-    args = parse_args(argv)
-    try:
-        genres = parse_name_list(args.pca_genres) if args.pca_genres else None
-        if spark is None:
-            spark = session(args, "fmagenre-explore")
-        path = run(
-            spark,
-            features=args.features,
-            labels=args.labels,
-            output=args.output,
-            metadata=args.metadata,
-            pca_genres=genres,
-            sample_rows=args.sample_rows,
-            top_genres=args.top_genres,
-            seed=args.seed,
-        )
-    except (AnalysisInputError, ConfigError, FeatureSetError) as error:
-        return fail(PROG, error)
-    print(f"wrote {path}")
-    return 0
+    return run_job(make_parser(), explore, argv, spark=spark)
 
 
 if __name__ == "__main__":

@@ -13,42 +13,28 @@ same.
 from __future__ import annotations
 
 import argparse
-import logging
+import dataclasses
 import sys
 
+from pyspark.sql import SparkSession
+
 from fmagenre.extraction.driver import format_summary, run_extraction, session_conf
-from fmagenre.platform.config import (
-    ConfigError,
-    add_spark_arguments,
-    load_config,
-    override,
-    parse_spark_overrides,
-)
-from fmagenre.platform.session import build_session
-from fmagenre.tables.feature_table import OutputLayoutError
-
-EXIT_BAD_CONFIG = 1  # the configuration file or an option is invalid
-EXIT_BAD_PATH = 2  # an input is missing, or the output is not a feature table
+from fmagenre.platform.config import Config, override
+from fmagenre.platform.jobs import job_parser, run_job
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="extract_features",
-        description=(
-            "Extract FMA's 518 features of every audio file under the inputs into a Parquet"
-            " feature table, one row per file: status 'ok' with the features, or 'error' with"
-            " the reason (a crash or hang of the analysis costs that file alone: 'crashed',"
-            " 'timeout'). Re-running processes only new files, earlier errors and files whose"
-            " size, modification time, extractor version or max-duration/fma-compat changed; a"
-            " killed run loses at most its unpublished chunk. Any Parquet reader of OUTPUT sees"
-            " one row per file. Prints a summary, also written as summary.json in the run's"
-            " directory."
-        ),
-        epilog=(
-            "Options left out take their value from --config, else the defaults shown."
-            f" Exit status: 0 done (error rows included), {EXIT_BAD_CONFIG} invalid"
-            f" configuration, {EXIT_BAD_PATH} missing input or unusable output."
-        ),
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "extract_features",
+        "Extract FMA's 518 features of every audio file under the inputs into a Parquet"
+        " feature table, one row per file: status 'ok' with the features, or 'error' with"
+        " the reason (a crash or hang of the analysis costs that file alone: 'crashed',"
+        " 'timeout'). Re-running processes only new files, earlier errors and files whose"
+        " size, modification time, extractor version or max-duration/fma-compat changed; a"
+        " killed run loses at most its unpublished chunk. Any Parquet reader of OUTPUT sees"
+        " one row per file. Prints a summary, also written as summary.json in the run's"
+        " directory.",
+        notes="Options left out take their value from --config, else the defaults shown.",
     )
     parser.add_argument(
         "--input",
@@ -126,45 +112,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extract every file again; once done, the table holds this run's rows alone and"
         " the earlier runs are deleted (readers see the earlier rows until then)",
     )
-    add_spark_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def configure(args: argparse.Namespace, config: Config) -> Config:
+    """The configuration with the options given over its ``[extract]`` values."""
+    extract = override(
+        config.extract,
+        glob=args.glob,
+        max_duration=args.max_duration,
+        fma_compat=args.fma_compat,
+        batch_size=args.batch_size,
+        partitions=args.partitions,
+        chunk_files=args.chunk_files,
+        max_file_mb=args.max_file_mb,
+        threads=args.threads,
+        timeout_s=args.timeout,
+    )
+    return dataclasses.replace(config, extract=extract)
+
+
+def extract(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    summary = run_extraction(
+        spark,
+        inputs=args.input,
+        output=args.output,
+        config=config.extract,
+        overwrite=args.overwrite,
+    )
+    print(format_summary(summary))
 
 
 def main(argv: list[str] | None = None, *, spark=None) -> int:
     """Run the job; ``spark`` is an existing session to use instead of building one."""
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config)
-        extract = override(
-            config.extract,
-            glob=args.glob,
-            max_duration=args.max_duration,
-            fma_compat=args.fma_compat,
-            batch_size=args.batch_size,
-            partitions=args.partitions,
-            chunk_files=args.chunk_files,
-            max_file_mb=args.max_file_mb,
-            threads=args.threads,
-            timeout_s=args.timeout,
-        )
-        conf, overrides = session_conf(config.spark, extract), parse_spark_overrides(args.conf)
-    except ConfigError as error:
-        print(f"extract_features: {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    if spark is None:
-        spark = build_session(
-            "fmagenre-extract-features", master=args.master, conf=conf, overrides=overrides
-        )
-    try:
-        summary = run_extraction(
-            spark, inputs=args.input, output=args.output, config=extract, overwrite=args.overwrite
-        )
-    except (FileNotFoundError, OutputLayoutError) as error:
-        print(f"extract_features: {error}", file=sys.stderr)
-        return EXIT_BAD_PATH
-    print(format_summary(summary))
-    return 0
+    return run_job(
+        make_parser(),
+        extract,
+        argv,
+        spark=spark,
+        configure=configure,
+        spark_conf=lambda config: session_conf(config.spark, config.extract),
+    )
 
 
 if __name__ == "__main__":

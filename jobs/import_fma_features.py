@@ -8,32 +8,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.platform.config import (
-    ConfigError,
-    add_spark_arguments,
-    load_config,
-    parse_spark_overrides,
-)
-from fmagenre.platform.session import build_session
-from fmagenre.tables.feature_table import OutputLayoutError
-from fmagenre.tables.fma_csv import FmaCsvError, import_fma_csv
+from pyspark.sql import SparkSession
 
-EXIT_BAD_INPUT = 1  # invalid configuration, or a CSV not in FMA's features.csv layout
-EXIT_BAD_PATH = 2  # the CSV is missing, or the output is not a feature table
+from fmagenre.platform.config import Config
+from fmagenre.platform.jobs import job_parser, run_job
+from fmagenre.tables.fma_csv import import_fma_csv
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="import_fma_features",
-        description=(
-            "Read FMA's features.csv (3-row header feature/statistics/number, then a track_id"
-            " row), check every header column and data row, and publish it as a run of the"
-            " feature table: status 'ok', no path, extractor_version 'fma-features.csv'."
-        ),
-        epilog=(
-            f"Exit status: 0 done, {EXIT_BAD_INPUT} invalid configuration or CSV layout,"
-            f" {EXIT_BAD_PATH} missing CSV or unusable output."
-        ),
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "import_fma_features",
+        "Read FMA's features.csv (3-row header feature/statistics/number, then a track_id"
+        " row), check every header column and data row, and publish it as a run of the"
+        " feature table: status 'ok', no path, extractor_version 'fma-features.csv'.",
     )
     parser.add_argument(
         "--csv", required=True, metavar="PATH", help="FMA's features.csv (any Hadoop path)"
@@ -48,33 +35,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (otherwise the import is added as a new run, and replaces earlier rows of the same"
         " track ids)",
     )
-    add_spark_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def import_csv(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    summary = import_fma_csv(spark, args.csv, args.output, overwrite=args.overwrite)
+    print(f"imported {summary['tracks']} tracks from {args.csv} into {args.output}")
+    print(f"run {summary['run_id']}, summary in {summary['summary_file']}")
 
 
 def main(argv: list[str] | None = None, *, spark=None) -> int:
     """Run the job; ``spark`` is an existing session to use instead of building one."""
-    args = parse_args(argv)
-    try:
-        conf, overrides = load_config(args.config).spark, parse_spark_overrides(args.conf)
-    except ConfigError as error:
-        print(f"import_fma_features: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if spark is None:
-        spark = build_session(
-            "fmagenre-import-fma-features", master=args.master, conf=conf, overrides=overrides
-        )
-    try:
-        summary = import_fma_csv(spark, args.csv, args.output, overwrite=args.overwrite)
-    except FmaCsvError as error:
-        print(f"import_fma_features: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OutputLayoutError as error:
-        print(f"import_fma_features: {error}", file=sys.stderr)
-        return EXIT_BAD_PATH
-    print(f"imported {summary['tracks']} tracks from {args.csv} into {args.output}")
-    print(f"run {summary['run_id']}, summary in {summary['summary_file']}")
-    return 0
+    return run_job(make_parser(), import_csv, argv, spark=spark)
 
 
 if __name__ == "__main__":

@@ -8,39 +8,25 @@ spark-submit jobs/predict.py --config conf/emr.toml --model s3a://bucket/model \
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from pyspark.sql import SparkSession
+
 from fmagenre.extraction.driver import session_conf
-from fmagenre.ml.prediction import INPUT_FORMATS, PredictionError, format_summary, run
-from fmagenre.ml.training_data import TrainingDataError
-from fmagenre.platform.config import (
-    ConfigError,
-    add_spark_arguments,
-    load_config,
-    parse_spark_overrides,
-)
-from fmagenre.platform.session import build_session
-
-EXIT_BAD_CONFIG = 1  # the configuration file or a Spark property
-EXIT_BAD_INPUT = 2  # no model, an unusable input, or an existing output
+from fmagenre.ml.prediction import INPUT_FORMATS, format_summary, run
+from fmagenre.platform.config import Config
+from fmagenre.platform.jobs import job_parser, run_job
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="predict",
-        description=(
-            "Predict the genre of every audio file under INPUT (features extracted on the fly,"
-            " as jobs/extract_features.py does) or of every row of a feature table or Parquet,"
-            " with the ensemble saved by jobs/train.py. Writes Parquet: track_id, path,"
-            " status, error, genre, prediction (class index) and each model's vote; files"
-            " that cannot be decoded keep their error and get a null genre."
-        ),
-        epilog=(
-            f"Exit status: 0 done (error rows included), {EXIT_BAD_CONFIG} invalid"
-            f" configuration, {EXIT_BAD_INPUT} missing model or input, unusable input or"
-            " existing output."
-        ),
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "predict",
+        "Predict the genre of every audio file under INPUT (features extracted on the fly,"
+        " as jobs/extract_features.py does, with the configuration's [extract] settings) or"
+        " of every row of a feature table or Parquet, with the ensemble saved by"
+        " jobs/train.py. Writes Parquet: track_id, path, status, error, genre, prediction"
+        " (class index) and each model's vote; files that cannot be decoded keep their error"
+        " and get a null genre.",
     )
     parser.add_argument(
         "--model", required=True, metavar="MODEL_DIR", help="output directory of jobs/train.py"
@@ -60,44 +46,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " anything else as audio (default %(default)s)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_spark_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def predict(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    summary = run(
+        spark,
+        model_dir=args.model,
+        input=args.input,
+        output=args.output,
+        input_format=args.input_format,
+        extract=config.extract,
+        overwrite=args.overwrite,
+    )
+    print(format_summary(summary))
 
 
 def main(argv: list[str] | None = None, *, spark=None) -> int:
-    """Run the job; ``spark`` is an existing session to use instead of building one.
-
-    Audio input is extracted with the configuration's ``[extract]`` settings.
-    """
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per closed connection
-    try:
-        config = load_config(args.config)
-        conf = session_conf(config.spark, config.extract)
-        overrides = parse_spark_overrides(args.conf)
-    except ConfigError as error:
-        print(f"predict: {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    if spark is None:
-        spark = build_session(
-            "fmagenre-predict", master=args.master, conf=conf, overrides=overrides
-        )
-    try:
-        summary = run(
-            spark,
-            model_dir=args.model,
-            input=args.input,
-            output=args.output,
-            input_format=args.input_format,
-            extract=config.extract,
-            overwrite=args.overwrite,
-        )
-    except (PredictionError, TrainingDataError, FileExistsError, FileNotFoundError) as error:
-        print(f"predict: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(format_summary(summary))
-    return 0
+    """Run the job; ``spark`` is an existing session to use instead of building one."""
+    return run_job(
+        make_parser(),
+        predict,
+        argv,
+        spark=spark,
+        spark_conf=lambda config: session_conf(config.spark, config.extract),
+    )
 
 
 if __name__ == "__main__":

@@ -8,18 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmagenre.analysis.cli import (
-    EXIT_BAD_INPUT,
-    add_input_arguments,
-    fail,
-    non_negative_float,
-    positive_float,
-    positive_int,
-    session,
-    unit_fraction,
-)
-from fmagenre.analysis.inputs import AnalysisInputError
-from fmagenre.analysis.model_grid import ALGORITHMS, DEFAULT_CELL_TIMEOUT
+from pyspark.sql import SparkSession
+
+from fmagenre.analysis.algorithms import ALGORITHMS
+from fmagenre.analysis.cells import DEFAULT_CELL_TIMEOUT
+from fmagenre.analysis.options import add_input_arguments
 from fmagenre.analysis.selection import (
     DEFAULT_SAMPLE_ROWS,
     DEFAULT_THRESHOLD,
@@ -27,23 +20,30 @@ from fmagenre.analysis.selection import (
     VARIANCE_TARGETS,
     run,
 )
-from fmagenre.audio.feature_sets import FAMILIES, FeatureSetError, parse_name_list
-from fmagenre.platform.config import ConfigError
+from fmagenre.audio.feature_sets import FAMILIES
+from fmagenre.platform.config import Config
+from fmagenre.platform.jobs import (
+    comma_list,
+    cores,
+    fraction,
+    int_range,
+    job_parser,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_job,
+    share,
+)
 
-PROG = "select_features"
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "On the training tracks: (a) PCA of the standardized features, with the components"
-            " needed for each variance target; (b) permutation importance of a random forest"
-            " (mean decrease in accuracy), the columns above --threshold written as a column"
-            " list for --columns-file; (c) greedy forward selection of MIR families by"
-            f" cross-validated Cohen's kappa. Writes {', '.join(FILES.values())}."
-        ),
-        epilog=f"Exit status: 0 done, {EXIT_BAD_INPUT} bad input (missing path, bad option...).",
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "select_features",
+        "On the training tracks: (a) PCA of the standardized features, with the components"
+        " needed for each variance target; (b) permutation importance of a random forest"
+        " (mean decrease in accuracy), the columns above --threshold written as a column"
+        " list for --columns-file; (c) greedy forward selection of MIR families by"
+        f" cross-validated Cohen's kappa. Writes {', '.join(FILES.values())}.",
     )
     add_input_arguments(parser)
     parser.add_argument(
@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--variance-targets",
+        type=comma_list(share),
         default=",".join(f"{t:g}" for t in VARIANCE_TARGETS),
         metavar="F,F,...",
         help="shares of variance to count PCA components for (default %(default)s)",
@@ -72,21 +73,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--holdout",
-        type=unit_fraction,
+        type=fraction,
         default=0.25,
         help="share of the sample held out for the permutations (default %(default)s)",
     )
     parser.add_argument(
-        "--folds", type=positive_int, default=3, help="folds of the greedy selection (3)"
+        "--folds", type=int_range(2), default=3, help="folds of the greedy selection (3)"
     )
     parser.add_argument(
         "--greedy-algorithm",
+        choices=ALGORITHMS,
         default="lr",
+        metavar="NAME",
         help=f"classifier of the greedy selection, one of {', '.join(ALGORITHMS)} (lr)",
     )
     parser.add_argument(
         "--max-families",
-        type=positive_int,
+        type=int_range(1, len(FAMILIES)),
         default=len(FAMILIES),
         metavar="N",
         help="steps of the greedy selection (default: all %(default)s families)",
@@ -100,59 +103,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--n-jobs",
-        type=int,
+        type=cores,
         default=1,
         help="driver cores of the forest and permutations, -1 for all (default 1)",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
-def _targets(text: str) -> list[float]:
-    try:
-        targets = [float(item) for item in parse_name_list(text)]
-    except ValueError:
-        raise FeatureSetError(f"--variance-targets: not a list of numbers: {text!r}") from None
-    if not all(0 < target <= 1 for target in targets):
-        raise FeatureSetError(f"--variance-targets must be in (0, 1], got {text!r}")
-    return targets
-
-
-def main(argv: list[str] | None = None, *, spark=None) -> int:
-    """Run the job; ``spark`` is an existing session to use instead of building one."""
-    args = parse_args(argv)
-    try:
-        targets = _targets(args.variance_targets)
-        if args.greedy_algorithm not in ALGORITHMS:
-            raise FeatureSetError(
-                f"--greedy-algorithm: unknown algorithm {args.greedy_algorithm!r}"
-                f" (choose from {', '.join(ALGORITHMS)})"
-            )
-        if not 2 <= args.folds or args.max_families > len(FAMILIES) or args.n_jobs == 0:
-            raise FeatureSetError(
-                f"need --folds >= 2, --max-families <= {len(FAMILIES)} and --n-jobs != 0"
-            )
-        if spark is None:
-            spark = session(args, "fmagenre-select-features")
-        summary = run(
-            spark,
-            features=args.features,
-            labels=args.labels,
-            output=args.output,
-            sample_rows=args.sample_rows,
-            threshold=args.threshold,
-            variance_targets=targets,
-            trees=args.trees,
-            repeats=args.repeats,
-            holdout=args.holdout,
-            folds=args.folds,
-            greedy_algorithm=args.greedy_algorithm,
-            max_families=args.max_families,
-            cell_timeout=args.cell_timeout,
-            n_jobs=args.n_jobs,
-            seed=args.seed,
-        )
-    except (AnalysisInputError, ConfigError, FeatureSetError) as error:
-        return fail(PROG, error)
+def select(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    summary = run(
+        spark,
+        features=args.features,
+        labels=args.labels,
+        output=args.output,
+        sample_rows=args.sample_rows,
+        threshold=args.threshold,
+        variance_targets=args.variance_targets,
+        trees=args.trees,
+        repeats=args.repeats,
+        holdout=args.holdout,
+        folds=args.folds,
+        greedy_algorithm=args.greedy_algorithm,
+        max_families=args.max_families,
+        cell_timeout=args.cell_timeout,
+        n_jobs=args.n_jobs,
+        seed=args.seed,
+    )
     components = ", ".join(f"{k}: {v}" for k, v in summary["pca_components"].items())
     print(f"PCA components for each share of variance: {components}")
     print(
@@ -163,7 +139,11 @@ def main(argv: list[str] | None = None, *, spark=None) -> int:
     print(f"best combination: {summary['greedy_best']} (kappa {summary['greedy_best_kappa']})")
     for path in summary["files"].values():
         print(f"wrote {path}")
-    return 0
+
+
+def main(argv: list[str] | None = None, *, spark=None) -> int:
+    """Run the job; ``spark`` is an existing session to use instead of building one."""
+    return run_job(make_parser(), select, argv, spark=spark)
 
 
 if __name__ == "__main__":

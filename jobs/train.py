@@ -8,59 +8,35 @@ spark-submit --conf spark.dynamicAllocation.enabled=false jobs/train.py --config
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from functools import partial
 
-from fmagenre.audio.feature_selection import FeatureSelectionError, select_feature_columns
+from pyspark.sql import SparkSession
+
 from fmagenre.audio.names import FAMILY_SIZES
-from fmagenre.ml.classifiers import SEARCH_SPACES, BarrierModeError
 from fmagenre.ml.report import console_summary
-from fmagenre.ml.search_space import SearchSpaceError, read_search_space
-from fmagenre.ml.training import CLASS_WEIGHTS, TrainOptions, run
-from fmagenre.ml.training_data import TrainingDataError
-from fmagenre.platform.config import (
-    ConfigError,
-    add_spark_arguments,
-    load_config,
-    parse_spark_overrides,
+from fmagenre.ml.training import CLASS_WEIGHTS, read_options, run
+from fmagenre.platform.config import Config
+from fmagenre.platform.jobs import (
+    comma_list,
+    int_range,
+    job_parser,
+    non_negative_int,
+    positive_int,
+    run_job,
 )
-from fmagenre.platform.hadoop import read_bytes
-from fmagenre.platform.session import build_session
-
-EXIT_BAD_CONFIG = 1  # the configuration file, a Spark property, or dynamic allocation
-EXIT_BAD_INPUT = 2  # an option, the feature set, the inputs, or an existing output
 
 
-def _at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-
-    return parse
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="train",
-        description=(
-            "Train the genre classifier: join the ok feature rows with their labels, run a"
-            " random search (Cohen's kappa, stratified k-fold) for logistic regression, linear"
-            " SVC (one-vs-rest) and XGBoost on a stratified sample of the training split, fit"
-            " the best of each on the whole training split, and save their hard-voting"
-            " ensemble to OUTPUT/model, with metrics.json, report.md and confusion matrices"
-            " of the test split beside it."
-        ),
-        epilog=(
-            f"Exit status: 0 done, {EXIT_BAD_CONFIG} invalid configuration or dynamic"
-            f" allocation (XGBoost needs static executors), {EXIT_BAD_INPUT} invalid option,"
-            " unknown family or column, unusable inputs, or existing output."
-        ),
+def make_parser() -> argparse.ArgumentParser:
+    parser = job_parser(
+        "train",
+        "Train the genre classifier: join the ok feature rows with their labels, run a"
+        " random search (Cohen's kappa, stratified k-fold) for logistic regression, linear"
+        " SVC (one-vs-rest) and XGBoost on a stratified sample of the training split, fit"
+        " the best of each on the whole training split, and save their hard-voting"
+        " ensemble to OUTPUT/model, with metrics.json, report.md and confusion matrices"
+        " of the test split beside it.",
+        notes="XGBoost trains in barrier mode: outside local mode, run with"
+        " --conf spark.dynamicAllocation.enabled=false and a fixed number of executors.",
     )
     parser.add_argument(
         "--features",
@@ -80,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     features = parser.add_mutually_exclusive_group()
     features.add_argument(
         "--families",
+        type=comma_list(),
         metavar="LIST",
         help=f"comma-separated MIR families to use ({', '.join(FAMILY_SIZES)}); default all",
     )
@@ -91,14 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--candidates",
-        type=_at_least(1),
+        type=positive_int,
         default=10,
         metavar="N",
         help="random-search candidates per model (default %(default)s)",
     )
     parser.add_argument(
         "--folds",
-        type=_at_least(2),
+        type=int_range(2),
         default=3,
         metavar="K",
         help="stratified cross-validation folds (default %(default)s); as in scikit-learn's"
@@ -107,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--search-rows",
-        type=_at_least(0),
+        type=non_negative_int,
         default=10_000,
         metavar="N",
         help="training tracks in the stratified search sample, 0 for all; the best candidates"
@@ -128,68 +105,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--xgb-workers",
-        type=_at_least(1),
+        type=positive_int,
         metavar="N",
         help="XGBoost barrier tasks, all running at once; default: the default parallelism"
         " (set it on a cluster: executors x cores / spark.task.cpus)",
     )
     parser.add_argument(
-        "--seed", type=_at_least(0), default=0, help="seed of samples, folds, candidates"
+        "--seed", type=non_negative_int, default=0, help="seed of samples, folds, candidates"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
-    add_spark_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: list[str] | None = None, *, spark=None) -> int:
-    """Run the job; ``spark`` is an existing session to use instead of building one."""
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per closed connection
-    try:
-        conf, overrides = load_config(args.config).spark, parse_spark_overrides(args.conf)
-    except ConfigError as error:
-        print(f"train: {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    if spark is None:
-        spark = build_session("fmagenre-train", master=args.master, conf=conf, overrides=overrides)
-    read = partial(read_bytes, spark)  # the columns and search-space files: any Hadoop path
-    try:
-        families = args.families.split(",") if args.families is not None else None
-        columns = select_feature_columns(
-            families=families, columns_file=args.columns_file, read=read
-        )
-        spaces = (
-            read_search_space(args.search_space, SEARCH_SPACES, read=read)
-            if args.search_space
-            else SEARCH_SPACES
-        )
-    except (FeatureSelectionError, SearchSpaceError) as error:
-        print(f"train: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    options = TrainOptions(
-        columns=tuple(columns),
+def train(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
+    options = read_options(
+        spark,
+        families=args.families,
+        columns_file=args.columns_file,
+        search_space=args.search_space,
         candidates=args.candidates,
         folds=args.folds,
         seed=args.seed,
         class_weights=args.class_weights,
         search_rows=args.search_rows,
         xgb_workers=args.xgb_workers,
-        search_spaces=spaces,
         overwrite=args.overwrite,
     )
-    try:
-        metrics = run(
-            spark, features=args.features, labels=args.labels, output=args.output, options=options
-        )
-    except BarrierModeError as error:
-        print(f"train: {error}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    except (TrainingDataError, FileExistsError) as error:
-        print(f"train: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    metrics = run(
+        spark, features=args.features, labels=args.labels, output=args.output, options=options
+    )
     print(console_summary(metrics))
-    return 0
+
+
+def main(argv: list[str] | None = None, *, spark=None) -> int:
+    """Run the job; ``spark`` is an existing session to use instead of building one."""
+    return run_job(make_parser(), train, argv, spark=spark)
 
 
 if __name__ == "__main__":

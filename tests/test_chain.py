@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
-from analysis_inputs import load_job
+from job_loader import load_job
 
 from fmagenre.synthetic.sample import generate_sample
 
@@ -51,7 +51,7 @@ def chain(spark, tmp_path_factory):
         load_job("prepare_labels"),
         ["--metadata", str(sample.metadata_dir), "--output", labels, "--test-fraction", "0.34"],
     )
-    small = ["--candidates", "2", "--folds", "2", "--search-space", str(SEARCH_SMALL)]
+    small = ["--candidates", "1", "--folds", "2", "--search-space", str(SEARCH_SMALL)]
     trained = _main(
         load_job("train"),
         ["--features", features, "--labels", labels, "--output", model, *small],

@@ -5,18 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_inputs import load_job, write_tables
+from job_loader import load_job
 
+from fmagenre.analysis.cells import Cell, GridData, evaluate_cell, make_cells
 from fmagenre.analysis.grid_runner import run_cells
-from fmagenre.analysis.model_grid import Cell, GridData, evaluate_cell, make_cells
-from fmagenre.audio.feature_sets import (
-    FeatureSetError,
-    build_feature_sets,
-    format_column_list,
-    parse_column_list,
-)
+from fmagenre.audio.feature_sets import build_feature_sets, format_column_list
 from fmagenre.audio.names import flat_names
 from fmagenre.platform.figures import PNG_SIGNATURE
+from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
 GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk")
 SETS = ("mfcc", "zcr", "all", "selected")
@@ -32,7 +28,13 @@ def job():
 def inputs(tmp_path_factory):
     """Only MFCC separates the genres; about 45 training tracks per genre."""
     directory = tmp_path_factory.mktemp("compare")
-    features, labels = write_tables(directory, rows=240, genres=GENRES, signal={"mfcc": 1.0})
+    features, labels = write_synthetic_tables(
+        directory,
+        rows=240,
+        genre_shares=dict.fromkeys(GENRES, 1.0),
+        separation={"mfcc": 1.0},
+        test_fraction=0.25,
+    )
     columns = directory / "columns.txt"
     columns.write_text(
         format_column_list(
@@ -125,22 +127,6 @@ def test_slow_kernels_train_on_fewer_rows():
     assert [cell.cell_id for cell in cells] == list(range(6))
 
 
-def test_column_list_format():
-    text = format_column_list(["zcr_std_01", "mfcc_mean_01"], comments=["made by hand"])
-    assert text == "# made by hand\nzcr_std_01\nmfcc_mean_01\n"
-    more = "\n  # more\nrmse_max_01, zcr_std_01  tonnetz_min_06 # inline\n"
-    assert parse_column_list(text + more) == (
-        "zcr_std_01",
-        "mfcc_mean_01",
-        "rmse_max_01",
-        "tonnetz_min_06",
-    )
-    with pytest.raises(FeatureSetError, match="line 2: 'mfcc_mean_99'"):
-        parse_column_list("mfcc_mean_01\nmfcc_mean_99\n")
-    with pytest.raises(FeatureSetError, match="no column"):
-        parse_column_list("# nothing\n")
-
-
 def test_pca_feature_set(spark):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(90, len(flat_names()))).astype(np.float32)
@@ -157,11 +143,30 @@ def test_pca_feature_set(spark):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--algorithms", "lr,forest"], "unknown algorithm 'forest'"),
-        (["--combinations", "mfcc+timbre"], "unknown MIR family 'timbre'"),
+        (["--algorithms", "lr,forest"], "--algorithms: invalid choice: 'forest' (choose from lr,"),
+        (["--algorithms", "lr,lr"], "--algorithms: 'lr' is given twice"),
+        (["--feature-sets", ""], "--feature-sets: give at least one item"),
+        (["--pca-components", "-1"], "--pca-components: must be an integer >= 0, got -1"),
+    ],
+)
+def test_bad_options_are_usage_errors(job, tmp_path, capsys, options, message):
+    argv = ["--features", "f", "--labels", "l", "--output", str(tmp_path), *options]
+    with pytest.raises(SystemExit) as done:
+        job.main(argv)
+    assert done.value.code == 2
+    assert f"compare_models: error: argument {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--combinations", "mfcc+timbre"], "unknown feature family 'timbre'"),
         (["--feature-sets", "mfcc,selected"], "unknown feature set 'selected'"),
         (["--feature-sets", "melody"], "unknown feature set 'melody'"),
-        (["--columns-file", "/nonexistent/columns.txt"], "--columns-file /nonexistent"),
+        (
+            ["--columns-file", "/nonexistent/columns.txt"],
+            "column list /nonexistent/columns.txt does not exist",
+        ),
     ],
 )
 def test_bad_inputs_exit_2(spark, job, inputs, tmp_path, capsys, options, message):
@@ -183,7 +188,7 @@ def test_missing_and_malformed_inputs_exit_2(spark, job, inputs, tmp_path, capsy
     bad.write_text("mfcc_mean_01\nloudness\n")
     argv = ["--features", features, "--labels", labels, "--columns-file", str(bad), *base]
     assert job.main(argv, spark=spark) == 2
-    assert "line 2: 'loudness' is not a feature column" in capsys.readouterr().err
+    assert f"{bad}: 1 unknown feature column(s): 'loudness'" in capsys.readouterr().err
     argv = ["--features", labels, "--labels", labels, *base]
     assert job.main(argv, spark=spark) == 2
-    assert "lacks 518 needed column(s)" in capsys.readouterr().err
+    assert f"--features {labels} lacks 518 column(s): " in capsys.readouterr().err

@@ -4,13 +4,14 @@ import json
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import boto3
 import botocore.session
 import pytest
-from analysis_inputs import load_job
 from botocore.validate import ParamValidator
+from job_loader import load_job
 from moto.server import ThreadedMotoServer
 
 from fmagenre.platform import emr
@@ -267,7 +268,8 @@ def test_every_step_s_arguments_parse_in_its_job():
             if args[0] != "spark-submit":
                 continue
             script = next(arg for arg in args if arg.endswith(".py"))
-            parsed = load_job(Path(script).stem).parse_args(args[args.index(script) + 1 :])
+            parser = load_job(Path(script).stem).make_parser()
+            parsed = parser.parse_args(args[args.index(script) + 1 :])
             assert parsed.config == args[args.index("--config") + 1]
 
 
@@ -336,3 +338,19 @@ def test_an_install_missing_a_job_says_so_in_one_line(installed, dist, tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert f"{train} is missing: reinstall fmagenre from its wheel" in result.stderr
+
+
+def test_the_wheel_holds_every_library_package_but_the_benchmarks(dist):
+    wheel = next(dist.glob("fmagenre-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        packages = {
+            name.rsplit("/", 1)[0].replace("/", ".")
+            for name in archive.namelist()
+            if name.startswith("fmagenre/") and name.endswith("/__init__.py")
+        }
+    source = {
+        str(p.parent.relative_to(ROOT)).replace("/", ".")
+        for p in (ROOT / "fmagenre").rglob("__init__.py")
+    }
+    assert packages == {name for name in source if not name.startswith("fmagenre.bench")}
+    assert "fmagenre.bench" in source

@@ -1,30 +1,32 @@
-"""VotingEnsembleModel: majority vote, tie-break, persistence, with real Spark transformers.
+"""VotingEnsemble and VotingEnsembleModel: vote, tie-break, fit, persistence, real models.
 
 A preprocessing that packs the vote columns ``v_<name>`` into an array and sub-models that
-copy one element into ``prediction_<name>`` (SQLTransformers) make every vote pattern easy
-to write down; the three real pipelines check the persistence of the imputer and assembler,
+copy one element into ``prediction_<name>`` (SQLTransformers; as sub-estimators, pipelines of
+one) make every vote pattern easy to write down. The model jobs/train.py trains once per
+session (tests/conftest.py) checks the persistence of the imputer and assembler,
 LogisticRegression, OneVsRest(LinearSVC) and SparkXGBClassifier models inside the ensemble.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from pyspark.ml import PipelineModel
-from pyspark.ml.classification import OneVsRestModel
-from pyspark.ml.feature import SQLTransformer, StandardScalerModel
-from pyspark.sql import functions as F
-
-from fmagenre.audio.feature_selection import columns_of_families
-from fmagenre.ml.classifiers import (
-    MODEL_NAMES,
-    VECTOR_COL,
-    ClassifierSettings,
-    preprocessing,
-    training_pipeline,
+from pyspark.ml import Estimator, Pipeline, PipelineModel
+from pyspark.ml.classification import LogisticRegression, OneVsRestModel
+from pyspark.ml.feature import (
+    Imputer,
+    ImputerModel,
+    SQLTransformer,
+    StandardScalerModel,
+    StringIndexer,
+    VectorAssembler,
 )
-from fmagenre.ml.ensemble import VotingEnsembleModel
-from fmagenre.synthetic.feature_tables import write_synthetic_tables
+from pyspark.sql import functions as F
+from xgboost.spark import SparkXGBClassifierModel
+
+from fmagenre.ml.classifiers import MODEL_NAMES
+from fmagenre.ml.ensemble import VotingEnsemble, VotingEnsembleModel
 
 LABELS = ["Blues", "Jazz", "Rock", "Pop"]
 
@@ -176,53 +178,173 @@ def test_invalid_ensembles_are_refused(votes):
         _ensemble(["a"]).transform(votes.withColumn("genre", F.lit("x")))
 
 
-def test_real_models_predict_the_same_after_reloading(spark, tmp_path):
-    columns = columns_of_families(["zcr", "rmse", "spectral_centroid"])
-    features, labels = write_synthetic_tables(
-        tmp_path / "tables",
-        rows=240,
-        genre_shares=dict.fromkeys(LABELS, 1.0),
-        columns=columns,
-        separation=0.8,
-        nan_fraction=0.01,
-        seed=3,
+def _fitting(name: str, index: int) -> Pipeline:
+    """A sub-estimator whose model votes element ``index`` of ``features``."""
+    return Pipeline(stages=[_copy(name, index)])
+
+
+def _voting(names, **kwargs) -> VotingEnsemble:
+    return VotingEnsemble(
+        preprocessing=_packing(names),
+        estimators=[_fitting(name, i) for i, name in enumerate(names)],
+        modelNames=names,
+        featureCols=[f"v_{name}" for name in names],
+        **kwargs,
     )
-    table = spark.read.parquet(features).join(spark.read.parquet(labels), "track_id")
-    index = F.create_map(*[x for i, g in enumerate(LABELS) for x in (F.lit(g), F.lit(float(i)))])
-    table = table.withColumn("label", index[F.col("genre_top")]).cache()
-    imputer, assembler = preprocessing(columns)
-    imputer_model = imputer.fit(table)
-    vectors = assembler.transform(imputer_model.transform(table)).select("label", VECTOR_COL)
-    settings = ClassifierSettings(parallelism=2, xgb_workers=2, seed=1)
-    params = {
-        "lr": {"regParam": 0.01, "elasticNetParam": 0.1, "maxIter": 10},
-        "svc": {"regParam": 0.01, "maxIter": 5},
-        "xgb": {"max_depth": 3, "n_estimators": 8, "learning_rate": 0.3},
+
+
+@pytest.fixture(scope="module")
+def named_votes(votes):
+    """The votes and a class name per row (``truth``), each of LABELS on some row."""
+    names = F.array(*map(F.lit, LABELS))
+    return votes.withColumn("truth", F.element_at(names, (F.col("id") % 4 + 1).cast("int")))
+
+
+def test_estimator_in_a_pipeline_takes_the_class_names_of_a_string_indexer(named_votes, tmp_path):
+    indexer = StringIndexer(inputCol="truth", outputCol="label", stringOrderType="alphabetAsc")
+    ensemble = _voting(["a", "b", "c"], tieBreakOrder=["b", "c", "a"])
+    fitted = Pipeline(stages=[indexer, ensemble]).fit(named_votes)
+    model = fitted.stages[-1]
+    assert isinstance(model, VotingEnsembleModel)
+    names = sorted(LABELS)  # the indexer's order
+    assert model.getLabels() == names and model.getTieBreakOrder() == ["b", "c", "a"]
+    expected = {
+        row[0]: (None, None) if row[4] is None else (float(row[4]), names[row[4]]) for row in VOTES
     }
-    ensemble = VotingEnsembleModel(
-        preprocessing=PipelineModel(stages=[imputer_model, assembler]),
-        models=[training_pipeline(n, params[n], settings).fit(vectors) for n in MODEL_NAMES],
-        modelNames=MODEL_NAMES,
-        labels=LABELS,
-        featureCols=columns,
-        featuresCol=VECTOR_COL,
-        tieBreakOrder=["svc", "xgb", "lr"],
+    assert _predicted(fitted.transform(named_votes)) == expected
+    path = str(tmp_path / "pipeline")
+    fitted.save(path)
+    loaded = PipelineModel.load(path)
+    assert isinstance(loaded.stages[-1], VotingEnsembleModel)
+    assert loaded.stages[-1].uid == model.uid
+    assert (
+        loaded.transform(named_votes).orderBy("id").collect()
+        == fitted.transform(named_votes).orderBy("id").collect()
     )
-    path = str(tmp_path / "model")
+
+
+class _Spy(Estimator):
+    """Records the rows it is fitted on; its model votes class 0."""
+
+    def _fit(self, dataset):
+        self.rows = dataset
+        self.columns = dataset.columns
+        self.cached = dataset.storageLevel.useMemory
+        return SQLTransformer(statement="SELECT *, 0D AS prediction_spy FROM __THIS__")
+
+
+def test_estimator_fits_the_preprocessing_and_each_model_on_cached_vectors(spark):
+    # Class = id % 2, which x1 shows; x2 has missing values for the imputer.
+    rows = [
+        (
+            i,
+            float(i % 2),
+            4.0 * (i % 2) + i % 5 / 10,
+            float("nan") if i % 7 == 0 else i / 40,
+            1.0 + i % 3,
+        )
+        for i in range(40)
+    ]
+    frame = spark.createDataFrame(rows, "id long, label double, x1 double, x2 double, w double")
+    columns = ["x1", "x2"]
+    spy = _Spy()
+    model = VotingEnsemble(
+        preprocessing=Pipeline(
+            stages=[
+                Imputer(inputCols=columns, outputCols=columns),
+                VectorAssembler(inputCols=columns, outputCol="features"),
+            ]
+        ),
+        estimators=[LogisticRegression(predictionCol="prediction_lr", weightCol="w"), spy],
+        modelNames=["lr", "spy"],
+        featureCols=columns,
+        labels=["even", "odd"],
+        weightCol="w",
+    ).fit(frame)
+    assert spy.columns == ["label", "w", "features"]
+    assert spy.cached and not spy.rows.storageLevel.useMemory  # released after the fits
+    assert isinstance(model.preprocessing.stages[0], ImputerModel)
+    assert list(model.fit_seconds) == ["preprocessing", "lr", "spy"]
+    # No label needed to predict; lr learns the classes and wins the ties with spy (first).
+    predicted = model.transform(frame.drop("label", "w")).collect()
+    assert [(row.prediction_lr, row.prediction, row.genre) for row in predicted] == [
+        (float(i % 2), float(i % 2), ["even", "odd"][i % 2]) for i in range(40)
+    ]
+
+
+def test_estimator_refuses_parts_that_do_not_fit(named_votes):
+    labelled = named_votes.withColumn("label", F.lit(0.0))
+    with pytest.raises(ValueError, match="2 models for 3 names"):
+        VotingEnsemble(
+            preprocessing=_packing(["a", "b"]),
+            estimators=[_fitting("a", 0), _fitting("b", 1)],
+            modelNames=["a", "b", "c"],
+            featureCols=[],
+            labels=LABELS,
+        ).fit(labelled)
+    with pytest.raises(ValueError, match="must list each of"):
+        _voting(["a", "b"], tieBreakOrder=["a"], labels=LABELS).fit(labelled)
+    with pytest.raises(ValueError, match="lacks 1 feature column"):
+        _voting(["a", "b"], labels=LABELS).fit(labelled.drop("v_b"))
+    with pytest.raises(ValueError, match="no class names: set labels, or index label with"):
+        _voting(["a"]).fit(labelled)
+    with pytest.raises(ValueError, match="labels must be unique"):
+        _voting(["a"], labels=["x", "x"]).fit(labelled)
+
+
+def test_estimator_save_load_and_copy(named_votes, tmp_path):
+    labelled = named_votes.withColumn("label", F.lit(0.0))
+    ensemble = _voting(["a", "b", "c"], labels=LABELS, tieBreakOrder=["c", "a", "b"])
+    ensemble.setParams(labelNameCol="style")
+    path = str(tmp_path / "estimator")
     ensemble.save(path)
+    assert {p.name for p in (tmp_path / "estimator").iterdir()} == {
+        "metadata",
+        "preprocessing",
+        "estimators",
+    }
+    loaded = VotingEnsemble.load(path)
+    assert loaded.uid == ensemble.uid and loaded.getModelNames() == ["a", "b", "c"]
+    assert loaded.getLabels() == LABELS and loaded.getTieBreakOrder() == ["c", "a", "b"]
+    assert loaded.getLabelNameCol() == "style"
+    assert all(isinstance(estimator, Pipeline) for estimator in loaded.getEstimators())
+    columns = ["id", "prediction", "style"]
+    assert (
+        loaded.fit(labelled).transform(named_votes).select(*columns).orderBy("id").collect()
+        == ensemble.fit(labelled).transform(named_votes).select(*columns).orderBy("id").collect()
+    )
+    Pipeline(stages=[ensemble]).save(str(tmp_path / "pipeline"))
+    assert isinstance(Pipeline.load(str(tmp_path / "pipeline")).getStages()[0], VotingEnsemble)
+    with pytest.raises(ValueError, match=r"holds a fmagenre\.ml\.ensemble\.VotingEnsemble, not"):
+        VotingEnsembleModel.load(path)
+    copy = ensemble.copy({ensemble.predictionCol: "vote"})
+    assert copy.getPredictionCol() == "vote" and ensemble.getPredictionCol() == "prediction"
+    assert copy.getPreprocessing() is not ensemble.getPreprocessing()
+    assert copy.getEstimators()[0] is not ensemble.getEstimators()[0]
+
+
+def test_real_models_predict_the_same_after_reloading(
+    spark, trained_model, training_tables, tmp_path
+):
+    # The ensemble jobs/train.py saved, saved again and reloaded; test_train_job checks that
+    # the saved model gives the test scores of the one that was fitted.
+    model = VotingEnsembleModel.load(str(trained_model.output / "model"))
+    assert isinstance(model.preprocessing, PipelineModel)
+    assert all(isinstance(sub_model, PipelineModel) for sub_model in model.models)
+    assert isinstance(model.models[1].stages[0], StandardScalerModel)
+    assert isinstance(model.models[1].stages[1], OneVsRestModel)
+    assert isinstance(model.models[2].stages[1], SparkXGBClassifierModel)
+    path = str(tmp_path / "model")
+    model.save(path)
     loaded = VotingEnsembleModel.load(path)
-    assert isinstance(loaded.preprocessing, PipelineModel)
-    assert all(isinstance(model, PipelineModel) for model in loaded.models)
-    assert isinstance(loaded.models[1].stages[0], StandardScalerModel)
-    assert isinstance(loaded.models[1].stages[1], OneVsRestModel)
     outputs = ["track_id", *(f"prediction_{n}" for n in MODEL_NAMES), "prediction", "genre"]
-    raw = table.select("track_id", *columns)
-    before = ensemble.transform(raw).select(*outputs).orderBy("track_id").collect()
+    raw = spark.read.parquet(training_tables.features)
+    before = model.transform(raw).select(*outputs).orderBy("track_id").collect()
     after = loaded.transform(raw).select(*outputs).orderBy("track_id").collect()
     assert before == after
     assert set(raw.columns) < set(loaded.transform(raw).columns)
-    # Separable data (genre means about 7 noise deviations apart): every model learns it,
-    # even these few iterations and trees; chance is 25%.
-    truth = {row.track_id: row.genre_top for row in table.select("track_id", "genre_top").collect()}
+    # Separable data (see test_train_job), 80% of it seen in training; chance is 30%.
+    labels = pq.read_table(training_tables.labels).to_pandas()
+    truth = dict(zip(labels["track_id"], labels["genre_top"], strict=True))
     accuracy = np.mean([truth[row.track_id] == row.genre for row in after])
     assert accuracy > 0.8

@@ -9,13 +9,14 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_inputs import load_job
+from job_loader import load_job
 
 from fmagenre.analysis.explore import REPORT_FILE, SECTIONS
 from fmagenre.labels.imputation import build_label_table
-from fmagenre.labels.metadata import load_metadata, write_fma_metadata
+from fmagenre.labels.metadata import load_metadata
 from fmagenre.platform.figures import IMAGE_PREFIX, PNG_SIGNATURE
-from fmagenre.synthetic.analysis_tables import synthetic_rows
+from fmagenre.synthetic.feature_tables import synthetic_rows
+from fmagenre.synthetic.metadata_writer import write_fma_metadata
 from fmagenre.tables.label_table import write_label_table
 
 TOPS = {"Rock": 12, "Electronic": 15, "Hip-Hop": 21, "Folk": 17, "Pop": 10}
@@ -63,8 +64,8 @@ def corpus(spark, tmp_path_factory):
     ids = labelled.table["track_id"].to_numpy()
     rows = synthetic_rows(
         ids,
-        genres=tuple(TOPS),
-        signal={"mfcc": 1.0, "tonnetz": 0.5},
+        genre_shares=dict.fromkeys(TOPS, 1.0),
+        separation={"mfcc": 1.0, "tonnetz": 0.5},
         assigned=labelled.table["genre_top"].tolist(),
     )
     rows = rows.drop(columns=["genre_top", "split"]).assign(status="ok", error_reason=None)

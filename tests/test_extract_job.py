@@ -211,20 +211,20 @@ def test_killed_run_is_ignored_and_its_files_redone(spark, job, capsys, sample_c
 
 def test_missing_input_and_foreign_output_exit_2(spark, job, capsys, tmp_path):
     argv = ["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")]
-    assert job.main(argv, spark=spark) == job.EXIT_BAD_PATH
+    assert job.main(argv, spark=spark) == 2
     assert "does not exist" in capsys.readouterr().err
     foreign = tmp_path / "home"
     foreign.mkdir()
     (foreign / "thesis.pdf").write_bytes(b"%PDF")
     argv = ["--input", str(tmp_path), "--output", str(foreign), "--overwrite"]
-    assert job.main(argv, spark=spark) == job.EXIT_BAD_PATH
+    assert job.main(argv, spark=spark) == 2
     assert "is not a feature table (it holds thesis.pdf)" in capsys.readouterr().err
     assert (foreign / "thesis.pdf").exists()
 
 
 def test_help_explains_every_option(job, capsys):
     with pytest.raises(SystemExit) as done:
-        job.parse_args(["--help"])
+        job.make_parser().parse_args(["--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
     for option in (

@@ -149,7 +149,7 @@ def test_import_rejects_malformed_rows(spark, tmp_path, capsys, row, message):
     csv = _hand_written(tmp_path / "f.csv", [_data_row(2, np.random.default_rng(0)), row])
     output = tmp_path / "out"
     job = _job("import_fma_features")
-    assert job.main(["--csv", str(csv), "--output", str(output)], spark=spark) == 1
+    assert job.main(["--csv", str(csv), "--output", str(output)], spark=spark) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
     assert not output.exists()
@@ -159,7 +159,7 @@ def test_import_rejects_a_file_not_in_fma_layout(spark, tmp_path, capsys):
     csv = tmp_path / "flat.csv"
     csv.write_text("track_id,mfcc_mean_01\n2,1.0\n")
     job = _job("import_fma_features")
-    assert job.main(["--csv", str(csv), "--output", str(tmp_path / "o")], spark=spark) == 1
+    assert job.main(["--csv", str(csv), "--output", str(tmp_path / "o")], spark=spark) == 2
     assert "2 line(s); FMA's features.csv starts with 4 header lines" in capsys.readouterr().err
 
 

@@ -17,8 +17,8 @@ from fmagenre.labels.metadata import (
     load_genres,
     load_metadata,
     load_tracks,
-    write_fma_metadata,
 )
+from fmagenre.synthetic.metadata_writer import write_fma_metadata
 
 # Hand-written in the real files' layout (rows after FMA's tracks 2, 3, 5, 10, 20), not by
 # write_fma_metadata.

@@ -93,10 +93,10 @@ def test_job_refuses_to_overwrite_without_flag(spark, job, tmp_path, capsys):
     assert test == {5, 30} and len(rows) == 6
 
 
-def test_bad_metadata_is_one_line_and_exit_1(job, tmp_path, capsys):
+def test_bad_metadata_is_one_line_and_exit_2(job, tmp_path, capsys):
     shutil.copy(FIXTURE / "genres.csv", tmp_path)
     (tmp_path / "tracks.csv").write_text("track_id,genre_top\n1,Rock\n")
-    assert job.main(["--metadata", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert job.main(["--metadata", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "tracks.csv: header line 1" in error
 
@@ -120,7 +120,7 @@ def test_cli_help_explains_every_option():
 
 def test_cli_rejects_bad_fraction(tmp_path):
     result = _run_cli("--metadata", str(FIXTURE), "--output", "x", "--test-fraction", "1.5")
-    assert result.returncode == 2 and "between 0 and 1" in result.stderr
+    assert result.returncode == 2 and "must be a number > 0 and < 1, got 1.5" in result.stderr
 
 
 def test_summary_goes_inside_the_table_where_readers_skip_it():

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_inputs import load_job, write_tables
+from job_loader import load_job
 
 from fmagenre.analysis.selection import FILES, components_for, explained_variance
-from fmagenre.audio.feature_selection import read_columns_file
 from fmagenre.audio.feature_sets import parse_column_list
 from fmagenre.audio.names import family_of, flat_names
 from fmagenre.platform.figures import PNG_SIGNATURE
+from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
 GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk")
 
@@ -27,7 +27,13 @@ def job():
 def inputs(tmp_path_factory):
     """Only MFCC separates the genres."""
     directory = tmp_path_factory.mktemp("select")
-    return directory, *write_tables(directory, rows=300, genres=GENRES, signal={"mfcc": 0.6})
+    return directory, *write_synthetic_tables(
+        directory,
+        rows=300,
+        genre_shares=dict.fromkeys(GENRES, 1.0),
+        separation={"mfcc": 0.6},
+        test_fraction=0.25,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def test_outputs_written(selection):
 def test_column_list_matches_ranking(selection):
     text = (selection / FILES["columns"]).read_text()
     assert text.startswith("# ")
-    columns = parse_column_list(text)
+    columns = [line for line in text.splitlines() if not line.startswith("#")]
     assert set(columns) <= set(flat_names())
     ranking = pd.read_csv(selection / FILES["ranking"])
     assert len(ranking) == len(flat_names())
@@ -72,10 +78,8 @@ def test_column_list_matches_ranking(selection):
     assert ranking["selected"].tolist() == (ranking["importance_mean"] > 0.001).tolist()
     assert list(columns) == ranking.loc[ranking["selected"], "column"].tolist()
     assert columns and family_of(columns[0]) == "mfcc"
-    # jobs/train.py --columns-file reads it too (in FMA's column order).
-    assert read_columns_file(selection / FILES["columns"]) == sorted(
-        columns, key=list(flat_names()).index
-    )
+    # jobs/train.py and compare_models --columns-file read it in FMA's column order.
+    assert parse_column_list(text) == tuple(sorted(columns, key=list(flat_names()).index))
     summary = json.loads((selection / FILES["summary"]).read_text())
     assert summary["selected_columns"] == len(columns)
 
@@ -123,18 +127,20 @@ def test_explained_variance_and_component_counts():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--greedy-algorithm", "forest"], "unknown algorithm 'forest'"),
-        (["--variance-targets", "0.9,1.5"], "--variance-targets must be in (0, 1]"),
-        (["--folds", "1"], "--folds >= 2"),
+        (["--greedy-algorithm", "forest"], "--greedy-algorithm: invalid choice: 'forest'"),
+        (["--variance-targets", "0.9,1.5"], "--variance-targets: must be a number > 0 and <= 1"),
+        (["--folds", "1"], "--folds: must be an integer >= 2, got 1"),
+        (["--max-families", "12"], "--max-families: must be an integer from 1 to 11, got 12"),
+        (["--n-jobs", "0"], "--n-jobs: must be an integer >= 1, or -1 for all cores, got 0"),
+        (["--holdout", "1"], "--holdout: must be a number > 0 and < 1, got 1"),
     ],
 )
-def test_bad_options_exit_2(spark, job, inputs, tmp_path, capsys, options, message):
-    _, features, labels = inputs
-    argv = ["--features", features, "--labels", labels, "--output", str(tmp_path), *options]
-    assert job.main(argv, spark=spark) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1
-    assert error.startswith("select_features: ") and message in error
+def test_bad_options_are_usage_errors(job, tmp_path, capsys, options, message):
+    argv = ["--features", "f", "--labels", "l", "--output", str(tmp_path), *options]
+    with pytest.raises(SystemExit) as done:
+        job.main(argv)
+    assert done.value.code == 2
+    assert f"select_features: error: argument {message}" in capsys.readouterr().err
 
 
 def test_missing_labels_exit_2(spark, job, inputs, tmp_path, capsys):

@@ -10,20 +10,19 @@ from pathlib import Path
 
 from fmagenre.platform.session import find_java_home
 
-# Builds its session as the analysis jobs do: --config, --master and --conf.
+# A job on the runner: its session from --config, --master and --conf.
 SCRIPT = """\
-import argparse, json
-from fmagenre.analysis.cli import session
-from fmagenre.platform.config import add_spark_arguments
+import json, sys
+from fmagenre.platform.jobs import job_parser, run_job
 
-parser = argparse.ArgumentParser()
-add_spark_arguments(parser)
-spark = session(parser.parse_args(), "precedence")
-conf = spark.sparkContext.getConf()
-keys = ["spark.dynamicAllocation.enabled", "spark.fmagenre.file", "spark.fmagenre.props",
-        "spark.fmagenre.job"]
-print("CONF " + json.dumps({key: conf.get(key) for key in keys}))
-spark.stop()
+def show(spark, args, config):
+    conf = spark.sparkContext.getConf()
+    keys = ["spark.dynamicAllocation.enabled", "spark.fmagenre.file", "spark.fmagenre.props",
+            "spark.fmagenre.job"]
+    print("CONF " + json.dumps({key: conf.get(key) for key in keys}))
+    spark.stop()
+
+sys.exit(run_job(job_parser("precedence", "Print the settings."), show))
 """
 
 

@@ -1,35 +1,18 @@
-"""jobs/train.py end to end on a small synthetic table: search, ensemble, report, bad inputs."""
+"""jobs/train.py end to end on a small synthetic table: search, ensemble, report, bad inputs.
+
+The job's run on the synthetic table is the session's ``trained_model`` (tests/conftest.py).
+"""
 
 from __future__ import annotations
-
-import io
-import json
-from contextlib import redirect_stdout
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from analysis_inputs import load_job
+from job_loader import load_job
 
-from fmagenre.audio.feature_selection import columns_of_families
 from fmagenre.ml.ensemble import VotingEnsembleModel
 from fmagenre.ml.kappa import confusion_matrix
-from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
-GENRES = {"Rock": 0.3, "Electronic": 0.25, "Hip-Hop": 0.2, "Folk": 0.15, "Jazz": 0.1}
-FAMILIES = ["zcr", "rmse", "spectral_contrast"]  # 63 columns
-# Few iterations and trees: the data is easy and the test must be quick.
-SEARCH_SPACE = """
-[lr]
-maxIter = [10, 30]
-[svc]
-maxIter = [5, 15]
-[xgb]
-n_estimators = [5, 20]
-max_depth = [2, 4]
-min_child_weight = [1, 3]
-"""
 MODELS = ["lr", "svc", "xgb", "ensemble"]
 
 
@@ -38,53 +21,11 @@ def job():
     return load_job("train")
 
 
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory):
-    """300 tracks of 5 genres, a search space file, and a columns file (no kurtosis)."""
-    root = tmp_path_factory.mktemp("train")
-    features, labels = write_synthetic_tables(
-        root,
-        rows=300,
-        genre_shares=GENRES,
-        columns=columns_of_families(FAMILIES),
-        separation=0.6,
-        test_fraction=0.2,
-        nan_fraction=0.002,
-        seed=1,
-    )
-    space = root / "space.toml"
-    space.write_text(SEARCH_SPACE)
-    columns = [c for c in columns_of_families(FAMILIES) if "_kurtosis_" not in c]
-    columns_file = root / "columns.txt"
-    columns_file.write_text("# every statistic but kurtosis\n" + "\n".join(columns) + "\n")
-    return SimpleNamespace(
-        root=root,
-        features=features,
-        labels=labels,
-        space=str(space),
-        columns=columns,
-        columns_file=str(columns_file),
-    )
-
-
-@pytest.fixture(scope="module")
-def trained(spark, job, tables):
-    output = tables.root / "model_dir"
-    argv = ["--features", tables.features, "--labels", tables.labels, "--output", str(output)]
-    argv += ["--columns-file", tables.columns_file, "--search-space", tables.space]
-    argv += ["--candidates", "2", "--folds", "2", "--class-weights", "balanced", "--seed", "3"]
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        code = job.main(argv, spark=spark)
-    assert code == 0
-    metrics = json.loads((output / "metrics.json").read_text())
-    return SimpleNamespace(output=output, printed=printed.getvalue(), metrics=metrics)
-
-
-def test_job_writes_model_metrics_and_report(trained, tables):
-    metrics = trained.metrics
-    assert metrics["labels"] == sorted(GENRES)
-    assert metrics["features"]["columns"] == tables.columns
+def test_job_writes_model_metrics_and_report(trained_model, training_tables):
+    metrics, output = trained_model.metrics, trained_model.output
+    genres = training_tables.genres
+    assert metrics["labels"] == sorted(genres)
+    assert metrics["features"]["columns"] == training_tables.columns
     assert metrics["features"]["families"] == {"rmse": 6, "spectral_contrast": 42, "zcr": 6}
     rows = metrics["rows"]
     assert rows["train_total"] + rows["test_total"] == 300
@@ -108,54 +49,54 @@ def test_job_writes_model_metrics_and_report(trained, tables):
     for model in MODELS:
         test = metrics["test"][model]
         assert np.sum(test["confusion"]) == rows["test_total"]
-        assert set(test["per_class"]) == set(GENRES)
+        assert set(test["per_class"]) == set(genres)
     stages = list(metrics["timings"])
     assert stages[0] == "prepare data" and stages[-1] == "total"
-    assert {"search lr", "fit svc", "save model", "evaluate"} <= set(stages)
+    assert {"search lr", "fit preprocessing", "fit svc", "save model", "evaluate"} <= set(stages)
 
-    assert (trained.output / "model" / "metadata").is_dir()
-    report = (trained.output / "report.md").read_text()
+    assert (output / "model" / "metadata").is_dir()
+    report = (output / "report.md").read_text()
     for heading in ("## Test scores", "## Recall per genre (test)", "## Random search"):
         assert heading in report
     assert "| Jazz |" in report and "confusion_ensemble.png" in report
     for model in MODELS:
-        csv = (trained.output / f"confusion_{model}.csv").read_text().splitlines()
-        assert csv[0] == "true \\ predicted," + ",".join(sorted(GENRES))
-        assert len(csv) == 1 + len(GENRES)
-        assert (trained.output / f"confusion_{model}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    printed = trained.printed
-    assert "train: " in printed and "ensemble" in printed and str(trained.output) in printed
+        csv = (output / f"confusion_{model}.csv").read_text().splitlines()
+        assert csv[0] == "true \\ predicted," + ",".join(sorted(genres))
+        assert len(csv) == 1 + len(genres)
+        assert (output / f"confusion_{model}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = trained_model.printed
+    assert "train: " in printed and "ensemble" in printed and str(output) in printed
 
 
-def test_test_accuracy_is_well_above_chance(trained):
+def test_test_accuracy_is_well_above_chance(trained_model):
     # The genres' mean shifts put two genres about 0.6 * sqrt(2 * 63) = 6.7 noise deviations
     # apart: a linear classifier that knew the means would err on well under 1% of tracks.
     # From 240 training tracks the linear models get 95-100% of the 60 test tracks; the
     # tiny XGBoost (at most 20 trees on one-feature splits of weak features) gets less but
     # is outvoted. The bars leave room for that; chance (always Rock) is 30%.
-    test = trained.metrics["test"]
+    test = trained_model.metrics["test"]
     for model in ("lr", "svc", "ensemble"):
         assert test[model]["accuracy"] >= 0.9, model
         assert test[model]["kappa"] >= 0.85, model
     assert test["xgb"]["accuracy"] >= 0.5
 
 
-def test_saved_model_reproduces_the_test_scores(spark, trained, tables):
-    model = VotingEnsembleModel.load(str(trained.output / "model"))
-    assert model.getFeatureCols() == tables.columns
-    assert model.getTieBreakOrder() == trained.metrics["tie_break_order"]
+def test_saved_model_reproduces_the_test_scores(spark, trained_model, training_tables):
+    model = VotingEnsembleModel.load(str(trained_model.output / "model"))
+    assert model.getFeatureCols() == training_tables.columns
+    assert model.getTieBreakOrder() == trained_model.metrics["tie_break_order"]
     index = {genre: float(i) for i, genre in enumerate(model.getLabels())}
-    labels = pq.read_table(tables.labels).to_pandas()
+    labels = pq.read_table(training_tables.labels).to_pandas()
     test = labels[labels["split"] == "test"]
-    rows = spark.read.parquet(tables.features).join(
+    rows = spark.read.parquet(training_tables.features).join(
         spark.createDataFrame(test.assign(label=test["genre_top"].map(index))), "track_id"
     )
     predicted = model.transform(rows)
     for name in ("lr", "svc", "xgb"):
         confusion = confusion_matrix(predicted, prediction_col=f"prediction_{name}", num_classes=5)
-        assert confusion.tolist() == trained.metrics["test"][name]["confusion"]
+        assert confusion.tolist() == trained_model.metrics["test"][name]["confusion"]
     confusion = confusion_matrix(predicted, num_classes=5)
-    assert confusion.tolist() == trained.metrics["test"]["ensemble"]["confusion"]
+    assert confusion.tolist() == trained_model.metrics["test"]["ensemble"]["confusion"]
 
 
 def _fail(job, spark, capsys, argv) -> str:
@@ -167,8 +108,8 @@ def _fail(job, spark, capsys, argv) -> str:
 
 
 @pytest.fixture()
-def base(tables, tmp_path):
-    return ["--features", tables.features, "--labels", tables.labels]
+def base(training_tables, tmp_path):
+    return ["--features", training_tables.features, "--labels", training_tables.labels]
 
 
 def test_unknown_family_or_column(spark, job, capsys, base, tmp_path):
@@ -191,12 +132,12 @@ def test_features_missing_columns(spark, job, capsys, base, tmp_path):
     assert line.startswith("train: features: 140 column(s) missing: mfcc_kurtosis_01")
 
 
-def test_labels_without_overlap(spark, job, capsys, tables, tmp_path):
-    labels = pq.read_table(tables.labels).to_pandas()
+def test_labels_without_overlap(spark, job, capsys, training_tables, tmp_path):
+    labels = pq.read_table(training_tables.labels).to_pandas()
     labels["track_id"] += 1_000_000
     (tmp_path / "labels").mkdir()
     labels.to_parquet(tmp_path / "labels" / "part-0.parquet")
-    argv = ["--features", tables.features, "--labels", str(tmp_path / "labels")]
+    argv = ["--features", training_tables.features, "--labels", str(tmp_path / "labels")]
     line = _fail(job, spark, capsys, [*argv, "--output", str(tmp_path / "o"), "--families", "zcr"])
     assert line == (
         "train: no labelled track: the 300 ok feature rows and the 300 labels have no"
@@ -205,22 +146,22 @@ def test_labels_without_overlap(spark, job, capsys, tables, tmp_path):
 
 
 def test_missing_paths_existing_output_and_a_single_row_genre(
-    spark, job, capsys, base, tables, trained, tmp_path
+    spark, job, capsys, base, training_tables, trained_model, tmp_path
 ):
     zcr = ["--families", "zcr"]
-    argv = ["--features", str(tmp_path / "nowhere"), "--labels", tables.labels]
+    argv = ["--features", str(tmp_path / "nowhere"), "--labels", training_tables.labels]
     line = _fail(job, spark, capsys, [*argv, "--output", str(tmp_path / "o"), *zcr])
-    assert line == f"train: features: {tmp_path / 'nowhere'} does not exist"
-    argv = ["--features", tables.features, "--labels", str(tmp_path / "nowhere")]
+    assert line == f"train: --features {tmp_path / 'nowhere'} does not exist"
+    argv = ["--features", training_tables.features, "--labels", str(tmp_path / "nowhere")]
     line = _fail(job, spark, capsys, [*argv, "--output", str(tmp_path / "o"), *zcr])
-    assert line == f"train: labels: {tmp_path / 'nowhere'} does not exist"
-    line = _fail(job, spark, capsys, [*base, "--output", str(trained.output), *zcr])
-    assert line == f"train: {trained.output} already exists: pass --overwrite to replace it"
-    labels = pq.read_table(tables.labels).to_pandas()
+    assert line == f"train: --labels {tmp_path / 'nowhere'} does not exist"
+    line = _fail(job, spark, capsys, [*base, "--output", str(trained_model.output), *zcr])
+    assert line == f"train: {trained_model.output} already exists: pass --overwrite to replace it"
+    labels = pq.read_table(training_tables.labels).to_pandas()
     jazz = labels.index[(labels["genre_top"] == "Jazz") & (labels["split"] == "train")]
     (tmp_path / "single").mkdir()
     labels.drop(jazz[1:]).to_parquet(tmp_path / "single" / "part-0.parquet")
-    argv = ["--features", tables.features, "--labels", str(tmp_path / "single")]
+    argv = ["--features", training_tables.features, "--labels", str(tmp_path / "single")]
     line = _fail(job, spark, capsys, [*argv, "--output", str(tmp_path / "o"), *zcr])
     assert line.startswith("train: genre(s) with a single training row: Jazz; cross-validation")
     for option in (["--folds", "1"], ["--candidates", "0"], ["--class-weights", "auto"]):

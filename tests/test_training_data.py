@@ -1,4 +1,4 @@
-"""Training data: genres with fewer training rows than folds, unreadable inputs."""
+"""Training data: genres with fewer training rows than folds, or a single training row."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from fmagenre.ml.stratify import assign_folds
-from fmagenre.ml.training_data import TrainingDataError, labelled_data, read_labels
+from fmagenre.ml.training_data import labelled_data
+from fmagenre.tables.inputs import InputTableError
 
 
 def _tables(spark, train: dict[str, int], test: dict[str, int]):
@@ -53,17 +54,11 @@ def test_a_genre_with_fewer_rows_than_folds_is_missing_from_some_validation_fold
 
 def test_a_genre_needs_two_training_rows(spark, caplog):
     features, labels = _tables(spark, {"Rock": 9, "Country": 1}, {"Rock": 3})
-    with pytest.raises(TrainingDataError, match=r"single training row: Country; cross-valid"):
+    with pytest.raises(InputTableError, match=r"single training row: Country; cross-valid"):
         _labelled(features, labels)
     features, labels = _tables(spark, {"Rock": 9, "Jazz": 3}, {"Rock": 3, "Country": 1})
-    with pytest.raises(TrainingDataError, match=r"test genre\(s\) without training rows: Country"):
+    with pytest.raises(InputTableError, match=r"test genre\(s\) without training rows: Country"):
         _labelled(features, labels)
     with caplog.at_level(logging.WARNING, logger="fmagenre.ml.training_data"):
         assert _labelled(features.where("track_id != 15"), labels).labels == ["Jazz", "Rock"]
     assert "folds" not in caplog.text
-
-
-def test_labels_that_are_not_parquet(spark, tmp_path):
-    (tmp_path / "labels").mkdir()
-    with pytest.raises(TrainingDataError, match=r"is not Parquet \(UNABLE_TO_INFER_SCHEMA\)"):
-        read_labels(spark, str(tmp_path / "labels"))

@@ -14,39 +14,28 @@ per column) and ``heatmap.png``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
+from fmagenre.analysis.algorithms import ALGORITHMS, check_algorithms
+from fmagenre.analysis.cells import DEFAULT_CELL_TIMEOUT, GridData, make_cells
 from fmagenre.analysis.grid_runner import run_cells
-from fmagenre.analysis.inputs import (
-    AnalysisInputError,
-    labelled_features,
-    load_feature_rows,
-    load_labels,
-    read_text,
-    require_paths,
-    sample_groups,
-    write_output,
-)
-from fmagenre.analysis.model_grid import (
-    ALGORITHMS,
-    DEFAULT_CELL_TIMEOUT,
-    GridData,
-    check_algorithms,
-    make_cells,
-)
+from fmagenre.analysis.sampling import labelled_features, sample_groups
 from fmagenre.audio.feature_sets import (
     THESIS_COMBINATIONS,
     THESIS_PCA_COMPONENTS,
     FeatureSet,
     build_feature_sets,
     choose_feature_sets,
-    parse_column_list,
+    read_column_list,
 )
 from fmagenre.audio.names import flat_names
 from fmagenre.platform.figures import new_figure, png_bytes
+from fmagenre.platform.hadoop import read_bytes, write_output
+from fmagenre.tables.inputs import InputTableError, read_feature_rows, read_labels
 
 DEFAULT_MAX_TRAIN_ROWS = 20_000
 DEFAULT_MAX_TEST_ROWS = 20_000
@@ -68,7 +57,7 @@ def collect_split(
 
     Raises
     ------
-    AnalysisInputError
+    InputTableError
         When the train or the test part is empty.
     """
     limits = {"train": max_train_rows, "test": max_test_rows}
@@ -77,7 +66,7 @@ def collect_split(
     )
     for split in limits:
         if not (sample["split"] == split).any():
-            raise AnalysisInputError(f"no labelled {split} track has features")
+            raise InputTableError(f"no labelled {split} track has features")
     return GridData.from_frame(
         sample, (sample["split"] == "test").to_numpy(np.int64), flat_names(), label="genre_top"
     )
@@ -104,7 +93,7 @@ def compare(
         ``genre_top``, ``split`` and the 518 features (:func:`labelled_features`).
     feature_sets : sequence of FeatureSet
     algorithms : sequence of str
-        Keys of :data:`fmagenre.analysis.model_grid.ALGORITHMS`.
+        Keys of :data:`fmagenre.analysis.algorithms.ALGORITHMS`.
     max_train_rows, max_test_rows : int
         Most train and test tracks sampled (and broadcast).
     slow_kernel_rows : int
@@ -244,10 +233,10 @@ def run(
 
     Raises
     ------
-    AnalysisInputError
+    InputTableError
         On a missing path or a table without the needed columns or rows.
     FeatureSetError
-        On an unknown family, feature set or column.
+        On an unknown family, feature set or column, or an unreadable column list.
     ValueError
         On an unknown algorithm or a bad number.
     """
@@ -257,17 +246,15 @@ def run(
         raise ValueError(
             "need max_train_rows, max_test_rows >= 1, slow_kernel_rows >= 0, cell_timeout > 0"
         )
-    require_paths(
-        spark, {"--features": features, "--labels": labels, "--columns-file": columns_file}
-    )
     selected = None
     if columns_file is not None:
-        selected = parse_column_list(read_text(spark, columns_file), source=columns_file)
+        selected = read_column_list(columns_file, read=partial(read_bytes, spark))
     available = build_feature_sets(
         combinations=combinations, selected=selected, pca_components=pca_components
     )
     sets = choose_feature_sets(available, feature_sets)
-    table = labelled_features(load_feature_rows(spark, features), load_labels(spark, labels))
+    rows = read_feature_rows(spark, features, columns=("track_id", *flat_names()))
+    table = labelled_features(rows, read_labels(spark, labels))
     results = compare(
         spark,
         table,

@@ -20,23 +20,15 @@ from pyspark.sql.types import IntegerType, LongType, StringType, StructField, St
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from fmagenre.analysis.inputs import (
-    AnalysisInputError,
-    correlation_matrix,
-    labelled_features,
-    load_feature_rows,
-    load_labels,
-    path_exists,
-    read_text,
-    require_paths,
-    sample_groups,
-    write_output,
-)
+from fmagenre.analysis.sampling import correlation_matrix, labelled_features, sample_groups
 from fmagenre.audio.feature_sets import FAMILIES, family_columns
 from fmagenre.audio.names import flat_names
+from fmagenre.errors import InputError
 from fmagenre.labels.genre_tree import GenreTree
 from fmagenre.labels.imputation import missing_percentages
 from fmagenre.platform.figures import HtmlReport, new_figure
+from fmagenre.platform.hadoop import path_exists, read_bytes, write_output
+from fmagenre.tables.inputs import LABEL_COLUMNS, InputTableError, read_feature_rows, read_labels
 from fmagenre.tables.label_table import read_metadata, summary_path
 
 REPORT_FILE = "report.html"
@@ -58,9 +50,8 @@ SECTIONS = (
     "Feature correlations",
     "PCA per MIR family",
 )
-LABEL_COLUMNS = (
-    "track_id", "genre_top", "genre_top_id", "split", "genres_all", "duration", "bit_rate",
-)  # fmt: skip
+#: Columns of the label table the report reads.
+REPORT_LABEL_COLUMNS = (*LABEL_COLUMNS, "genre_top_id", "genres_all", "duration", "bit_rate")
 _META_SCHEMA = StructType(
     [
         StructField("track_id", LongType()),
@@ -304,7 +295,7 @@ def _missing(
     if tracks is not None:
         missing, source = missing_percentages(tracks), "tracks.csv (every track read)"
     elif path_exists(spark, summary_path(labels_path)):
-        summary = json.loads(read_text(spark, summary_path(labels_path)))
+        summary = json.loads(read_bytes(spark, summary_path(labels_path)))
         missing, source = summary.get("missing_percent", {}), "the label table's summary"
     else:
         nulls = labels.agg(
@@ -391,7 +382,7 @@ def _pca_genres(counts: pd.Series, chosen: Sequence[str] | None) -> list[str]:
         return list(counts.index[:3])
     unknown = [g for g in chosen if g not in counts.index]
     if unknown:
-        raise AnalysisInputError(
+        raise InputError(
             f"--pca-genres: no labelled track with features has genre {unknown[0]!r}"
             f" (genres: {', '.join(map(str, counts.index))})"
         )
@@ -487,9 +478,10 @@ def run(
 
     Raises
     ------
-    AnalysisInputError
-        On a missing path, a table without the needed columns, or PCA genres that are not
-        2 to 6 distinct genres of the labelled tracks.
+    fmagenre.errors.InputError
+        On PCA genres that are not 2 to 6 distinct genres of the labelled tracks.
+    InputTableError
+        On a missing path, or a table without the needed columns (a subclass of InputError).
     ValueError
         On a non-positive ``sample_rows`` or ``top_genres``.
     """
@@ -498,16 +490,15 @@ def run(
             f"sample_rows and top_genres must be positive: {sample_rows}, {top_genres}"
         )
     if pca_genres is not None and not 2 <= len(set(pca_genres)) == len(pca_genres) <= 6:
-        raise AnalysisInputError(f"--pca-genres: give 2 to 6 distinct genres, got {pca_genres}")
-    require_paths(spark, {"--features": features, "--labels": labels})
+        raise InputError(f"--pca-genres: give 2 to 6 distinct genres, got {pca_genres}")
     tracks = genres = None
     if metadata is not None:
         try:
             tracks, genres = read_metadata(spark, metadata)
         except FileNotFoundError as error:
-            raise AnalysisInputError(str(error)) from error
-    rows = load_feature_rows(spark, features)
-    label_frame = load_labels(spark, labels, LABEL_COLUMNS).cache()
+            raise InputTableError(str(error)) from error
+    rows = read_feature_rows(spark, features, columns=("track_id", *flat_names()))
+    label_frame = read_labels(spark, labels, columns=REPORT_LABEL_COLUMNS).cache()
     labelled = labelled_features(rows, label_frame).cache()
     try:
         genre_counts = _counts(labelled, "genre_top")

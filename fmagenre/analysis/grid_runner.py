@@ -1,8 +1,7 @@
 """Evaluate model-grid cells in parallel on Spark: one cell per task.
 
 The grid's data (a bounded sample: ``GridData``) is broadcast once; each Python worker loads
-it once and evaluates the cells of its tasks with :func:`fmagenre.analysis.model_grid.run_cell`,
-each
+it once and evaluates the cells of its tasks with :func:`fmagenre.analysis.cells.run_cell`, each
 fit in a forked child under the cell's time limit.
 
 The cells are the rows of ``spark.range(n, numSlices=n)``: one row per partition, hence one
@@ -20,7 +19,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from fmagenre.analysis.model_grid import SCORES, Cell, GridData, run_cell
+from fmagenre.analysis.cells import SCORES, Cell, GridData, run_cell
 
 RESULT_SCHEMA = StructType(
     [

@@ -29,25 +29,15 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from fmagenre.analysis.algorithms import check_algorithms
+from fmagenre.analysis.cells import DEFAULT_CELL_TIMEOUT, GridData, make_cells
 from fmagenre.analysis.grid_runner import run_cells
-from fmagenre.analysis.inputs import (
-    AnalysisInputError,
-    labelled_features,
-    load_feature_rows,
-    load_labels,
-    require_paths,
-    sample_groups,
-    write_output,
-)
-from fmagenre.analysis.model_grid import (
-    DEFAULT_CELL_TIMEOUT,
-    GridData,
-    check_algorithms,
-    make_cells,
-)
+from fmagenre.analysis.sampling import labelled_features, sample_groups
 from fmagenre.audio.feature_sets import FAMILIES, FeatureSet, family_columns, format_column_list
 from fmagenre.audio.names import family_of, flat_names
 from fmagenre.platform.figures import new_figure, png_bytes
+from fmagenre.platform.hadoop import write_output
+from fmagenre.tables.inputs import InputTableError, read_feature_rows, read_labels
 
 DEFAULT_THRESHOLD = 0.001
 VARIANCE_TARGETS = (0.90, 0.95, 0.99)
@@ -303,7 +293,7 @@ def train_sample(table: DataFrame, *, max_rows: int, seed: int) -> pd.DataFrame:
 
     Raises
     ------
-    AnalysisInputError
+    InputTableError
         When fewer than 10 training tracks, or fewer than 2 genres, have features.
     """
     frame = sample_groups(
@@ -314,7 +304,7 @@ def train_sample(table: DataFrame, *, max_rows: int, seed: int) -> pd.DataFrame:
         seed=seed,
     )
     if len(frame) < 10 or frame["genre_top"].nunique() < 2:
-        raise AnalysisInputError(
+        raise InputTableError(
             f"{len(frame)} training tracks of {frame['genre_top'].nunique()} genres have"
             " features: selection needs at least 10 tracks of 2 genres"
         )
@@ -360,7 +350,7 @@ def run(
     folds : int
         Stratified folds of the greedy selection, at least 2.
     greedy_algorithm : str
-        Classifier of the greedy selection (a key of ``model_grid.ALGORITHMS``).
+        Classifier of the greedy selection (a key of ``algorithms.ALGORITHMS``).
     max_families : int
         Steps of the greedy selection.
     cell_timeout : float
@@ -380,8 +370,8 @@ def run(
             f"need sample_rows >= 1, folds >= 2, cell_timeout > 0: {sample_rows}, {folds},"
             f" {cell_timeout}"
         )
-    require_paths(spark, {"--features": features, "--labels": labels})
-    table = labelled_features(load_feature_rows(spark, features), load_labels(spark, labels))
+    rows = read_feature_rows(spark, features, columns=("track_id", *flat_names()))
+    table = labelled_features(rows, read_labels(spark, labels))
     columns = flat_names()
 
     sample = train_sample(table, max_rows=sample_rows, seed=seed)
@@ -406,7 +396,7 @@ def run(
     ]
 
     if np.bincount(data.y).max() < folds:
-        raise AnalysisInputError(f"no genre has {folds} sampled training tracks for {folds} folds")
+        raise InputTableError(f"no genre has {folds} sampled training tracks for {folds} folds")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold = np.empty(len(sample), dtype=np.int64)
     for index, (_, test) in enumerate(splitter.split(data.x, data.y)):

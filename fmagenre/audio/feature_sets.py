@@ -1,6 +1,9 @@
-"""Feature sets of the analysis jobs, and the column-list file format.
+"""Feature sets: MIR families, lists of columns, and the column-list file format.
 
-A feature set is named on the command line as
+Columns always come in FMA's order (:func:`fmagenre.audio.names.flat_names`), whatever the order
+they were asked in, so that a feature set has one vector layout. The training job takes all 518
+columns, some families (``--families``) or a column list (``--columns-file``:
+:func:`select_feature_columns`). The analysis jobs name a feature set as
 
 * a MIR family (``mfcc``): its columns, all seven statistics;
 * a combination of families joined by ``+`` (``mfcc+spectral_contrast``);
@@ -11,15 +14,17 @@ A feature set is named on the command line as
 A column-list file holds flat column names (``mfcc_mean_01``) separated by line breaks,
 commas or white space; everything after a ``#`` on a line is a comment. ``select_features``
 writes one name per line after ``#`` comment lines; ``compare_models`` and ``train`` read it
-with ``--columns-file``.
+with ``--columns-file``, through a ``read`` callable: the jobs pass
+:func:`fmagenre.platform.hadoop.read_bytes` with their session, for any Hadoop path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from fmagenre.audio.names import FAMILY_SIZES, family_of, flat_names
+from fmagenre.audio.names import FAMILY_SIZES, STATISTICS, family_of, flat_names
+from fmagenre.errors import InputError, shown_names
 
 FAMILIES: tuple[str, ...] = tuple(FAMILY_SIZES)
 ALL, SELECTED, PCA = "all", "selected", "pca"
@@ -37,7 +42,7 @@ THESIS_COMBINATIONS: tuple[str, ...] = (
 THESIS_PCA_COMPONENTS = 4
 
 
-class FeatureSetError(ValueError):
+class FeatureSetError(InputError, ValueError):
     """An unknown family or column, or a malformed feature-set option or column list."""
 
 
@@ -66,20 +71,50 @@ class FeatureSet:
 
 
 def family_columns(families: Iterable[str]) -> tuple[str, ...]:
-    """The flat columns of some MIR families, in FMA's order.
+    """The flat columns of some MIR families (``mfcc``, ``spectral_contrast``...), in FMA's
+    order; names are stripped of white space, empty ones skipped.
 
     Raises
     ------
     FeatureSetError
-        On a name that is not one of :data:`FAMILIES`.
+        On a name that is not one of :data:`FAMILIES` (the message lists them), or none.
     """
-    wanted = set(families)
+    wanted = {family.strip() for family in families} - {""}
+    if not wanted:
+        raise FeatureSetError("no feature family given")
     unknown = sorted(wanted - set(FAMILIES))
     if unknown:
         raise FeatureSetError(
-            f"unknown MIR family {unknown[0]!r} (choose from {', '.join(FAMILIES)})"
+            f"unknown feature famil{'y' if len(unknown) == 1 else 'ies'}"
+            f" {shown_names([repr(name) for name in unknown])}; valid families:"
+            f" {', '.join(FAMILIES)}"
         )
     return tuple(name for name in flat_names() if family_of(name) in wanted)
+
+
+def check_columns(columns: Iterable[str], *, source: str = "feature columns") -> tuple[str, ...]:
+    """Feature column names, checked, each once, in FMA's order.
+
+    ``source`` (a file's path...) starts the messages.
+
+    Raises
+    ------
+    FeatureSetError
+        On an unknown column (the message says how valid names are formed) or no column.
+    """
+    wanted = set(columns)
+    if not wanted:
+        raise FeatureSetError(f"{source}: no feature column given")
+    unknown = sorted(wanted - set(flat_names()))
+    if unknown:
+        raise FeatureSetError(
+            f"{source}: {len(unknown)} unknown feature column(s):"
+            f" {shown_names([repr(name) for name in unknown])}; valid columns are"
+            " FAMILY_STATISTIC_NN (e.g. mfcc_mean_01, NN from 01 to the family's size) with"
+            f" families {', '.join(f'{f} ({n})' for f, n in FAMILY_SIZES.items())} and"
+            f" statistics {', '.join(STATISTICS)}"
+        )
+    return tuple(name for name in flat_names() if name in wanted)
 
 
 def parse_combination(text: str) -> tuple[str, ...]:
@@ -108,26 +143,71 @@ def parse_name_list(text: str) -> list[str]:
 
 
 def parse_column_list(text: str, *, source: str = "column list") -> tuple[str, ...]:
-    """Columns of a column-list file's text, in file order, each once.
+    """The columns of a column-list file's text, checked (:func:`check_columns`), in FMA's order.
 
     Names are separated by line breaks, commas or white space; ``#`` starts a comment that
-    runs to the end of the line (the syntax ``jobs/train.py --columns-file`` reads).
+    runs to the end of the line.
 
     Raises
     ------
     FeatureSetError
-        On an unknown column name (with its line number), or no column.
+        On an unknown column, or no column.
     """
-    valid = set(flat_names())
-    columns: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        for name in line.split("#", 1)[0].replace(",", " ").split():
-            if name not in valid:
-                raise FeatureSetError(f"{source}, line {number}: {name!r} is not a feature column")
-            columns.setdefault(name)
-    if not columns:
-        raise FeatureSetError(f"{source} lists no column")
-    return tuple(columns)
+    names = [
+        name
+        for line in text.splitlines()
+        for name in line.split("#", 1)[0].replace(",", " ").split()
+    ]
+    return check_columns(names, source=source)
+
+
+def read_column_list(path: str, *, read: Callable[[str], bytes]) -> tuple[str, ...]:
+    """The columns of the column-list file at ``path``, in FMA's order.
+
+    Parameters
+    ----------
+    path : str
+    read : callable
+        ``read(path)`` gives a file's bytes: the jobs pass
+        :func:`fmagenre.platform.hadoop.read_bytes` with their session, for any Hadoop path.
+
+    Raises
+    ------
+    FeatureSetError
+        When the file does not exist or cannot be read as text, names an unknown column, or
+        none.
+    """
+    try:
+        text = read(path).decode("utf-8")
+    except FileNotFoundError:
+        raise FeatureSetError(f"column list {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise FeatureSetError(f"cannot read the column list {path}: {error}") from None
+    return parse_column_list(text, source=path)
+
+
+def select_feature_columns(
+    *,
+    families: Iterable[str] | None = None,
+    columns_file: str | None = None,
+    read: Callable[[str], bytes],
+) -> tuple[str, ...]:
+    """The training job's feature set: some families, or a column list, or else all 518.
+
+    ``read`` reads the column list (see :func:`read_column_list`).
+
+    Raises
+    ------
+    FeatureSetError
+        When both are given, or on an unknown family or column.
+    """
+    if families is not None and columns_file is not None:
+        raise FeatureSetError("give feature families or a columns file, not both")
+    if families is not None:
+        return family_columns(families)
+    if columns_file is not None:
+        return read_column_list(columns_file, read=read)
+    return flat_names()
 
 
 def format_column_list(columns: Sequence[str], *, comments: Sequence[str] = ()) -> str:
@@ -140,9 +220,7 @@ def format_column_list(columns: Sequence[str], *, comments: Sequence[str] = ()) 
     """
     if any("\n" in comment or "\r" in comment for comment in comments):
         raise FeatureSetError("a comment of a column list must be a single line")
-    unknown = sorted(set(columns) - set(flat_names()))
-    if unknown:
-        raise FeatureSetError(f"{unknown[0]!r} is not a feature column")
+    check_columns(columns, source="column list")
     if len(set(columns)) != len(columns):
         raise FeatureSetError("a column is listed twice")
     return "".join(f"# {comment}\n" for comment in comments) + "".join(f"{c}\n" for c in columns)
@@ -175,9 +253,7 @@ def build_feature_sets(
         sets[name] = FeatureSet(name, family_columns(families))
     sets[ALL] = FeatureSet(ALL, flat_names())
     if selected is not None:
-        columns = parse_column_list("\n".join(selected), source="selected columns")
-        order = {name: i for i, name in enumerate(flat_names())}
-        sets[SELECTED] = FeatureSet(SELECTED, tuple(sorted(columns, key=order.__getitem__)))
+        sets[SELECTED] = FeatureSet(SELECTED, check_columns(selected, source="selected columns"))
     if pca_components:
         sets[PCA] = FeatureSet(PCA, flat_names(), pca_components)
     return sets

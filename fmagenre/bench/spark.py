@@ -29,9 +29,10 @@ import soundfile as sf
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
-from fmagenre.extraction.driver import RESULT_SCHEMA, analyse_frames, pin_threads, run_extraction
+from fmagenre.extraction.driver import run_extraction
 from fmagenre.extraction.driver import session_conf as extract_session_conf
 from fmagenre.extraction.isolation import shutdown
+from fmagenre.extraction.worker import RESULT_SCHEMA, analyse_frames, pin_threads
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.session import build_session
 from fmagenre.synthetic.music import STYLES, render

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from fmagenre.errors import InputError
+
 ROOT_PARENT = 0  # the parent id of a top-level genre
 
 
-class GenreTreeError(ValueError):
+class GenreTreeError(InputError, ValueError):
     """The genre table does not form a tree (unknown parent, cycle, bad id)."""
 
 

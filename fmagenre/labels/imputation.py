@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fmagenre.errors import InputError, shown_names
 from fmagenre.labels.genre_tree import GenreTree
 from fmagenre.labels.metadata import LIST_COLUMNS
 
@@ -36,7 +37,7 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 
 
-class LabelError(ValueError):
+class LabelError(InputError, ValueError):
     """The metadata cannot be labelled as asked (e.g. a genre_top that is no top-level genre)."""
 
 
@@ -123,8 +124,9 @@ def impute_genre_top(
     strange = sorted(set(given.dropna().astype(str)) - set(by_title))
     if strange:
         raise LabelError(
-            f"genre_top {strange[:5]} of {int(given.isin(strange).sum())} tracks is not the title"
-            " of a top-level genre in genres.csv: use the genres.csv that ships with tracks.csv"
+            f"genre_top {shown_names(list(map(repr, strange)), limit=5)} of"
+            f" {int(given.isin(strange).sum())} tracks is not the title of a top-level genre in"
+            " genres.csv: use the genres.csv that ships with tracks.csv"
         )
     unknown: Counter = Counter()
     rows, dropped_empty, dropped_unknown = [], 0, 0

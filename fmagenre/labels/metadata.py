@@ -1,4 +1,4 @@
-"""Read and write FMA's metadata tables, ``tracks.csv`` and ``genres.csv``.
+"""Read FMA's metadata tables, ``tracks.csv`` and ``genres.csv``.
 
 ``tracks.csv`` (from ``fma_metadata.zip``) has a 3-line header: the top-level group of each
 column (``album``, ``artist``, ``set``, ``track``), then the column names, then ``track_id``
@@ -12,8 +12,8 @@ A blank list cell reads as an empty list (FMA writes ``[]``); any other cell tha
 literal of the right element type raises :class:`MetadataFormatError` naming the track and the
 column, so that a damaged file is never half read.
 
-:func:`write_fma_metadata` writes both files in FMA's exact format from a short description of
-each track, for sample corpora and tests.
+:mod:`fmagenre.synthetic.metadata_writer` writes both files in this format for sample corpora
+and tests.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmagenre.labels.genre_tree import GenreTree
+from fmagenre.errors import InputError, shown_names
 
 TRACKS_FILE = "tracks.csv"
 GENRES_FILE = "genres.csv"
@@ -85,7 +85,7 @@ _FIX_TRACKS = "use the tracks.csv of FMA's fma_metadata.zip, or one from write_f
 _FIX_GENRES = "use the genres.csv of FMA's fma_metadata.zip, or one from write_fma_metadata"
 
 
-class MetadataFormatError(ValueError):
+class MetadataFormatError(InputError, ValueError):
     """A metadata file is not in FMA's format; the message names the file and the fault."""
 
     def __init__(self, path: str | os.PathLike, problem: str, fix: str):
@@ -200,9 +200,8 @@ def _check_tracks_header(source: Source, path: str) -> None:
         )
     missing = [c for c in TRACKS_COLUMNS if c not in set(columns)]
     if missing:
-        shown = ", ".join(_column_name(c) for c in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise MetadataFormatError(path, f"missing column(s) {shown}{more}", _FIX_TRACKS)
+        shown = shown_names([_column_name(c) for c in missing], limit=5)
+        raise MetadataFormatError(path, f"missing column(s) {shown}", _FIX_TRACKS)
 
 
 def _literal_list(cell: str, element_type: type) -> tuple:
@@ -378,156 +377,3 @@ def load_genres(source: Source, *, name: str | None = None) -> pd.DataFrame:
         raise MetadataFormatError(path, f"genre {genre_id} has no title", _FIX_GENRES)
     genres["title"] = genres["title"].astype(str)
     return genres
-
-
-# Values for the columns that write_fma_metadata is not given; None writes an empty cell.
-_DATE = "2017-04-01 00:00:00"  # when FMA was frozen
-_DEFAULTS: Mapping[tuple[str, str], object] = {
-    ("album", "comments"): 0, ("album", "date_created"): _DATE,
-    ("album", "date_released"): _DATE, ("album", "engineer"): None,
-    ("album", "favorites"): 0, ("album", "information"): "<p></p>", ("album", "listens"): 0,
-    ("album", "producer"): None, ("album", "tags"): [], ("album", "type"): "Album",
-    ("artist", "active_year_begin"): None, ("artist", "active_year_end"): None,
-    ("artist", "associated_labels"): None, ("artist", "bio"): None, ("artist", "comments"): 0,
-    ("artist", "date_created"): _DATE, ("artist", "favorites"): 0,
-    ("artist", "latitude"): None, ("artist", "location"): None, ("artist", "longitude"): None,
-    ("artist", "members"): None, ("artist", "related_projects"): None,
-    ("artist", "tags"): [], ("artist", "website"): None, ("artist", "wikipedia_page"): None,
-    ("track", "comments"): 0, ("track", "composer"): None, ("track", "date_created"): _DATE,
-    ("track", "date_recorded"): None, ("track", "favorites"): 0,
-    ("track", "information"): None, ("track", "interest"): 0, ("track", "language_code"): "en",
-    ("track", "license"): "Attribution-NonCommercial-ShareAlike 3.0 International",
-    ("track", "listens"): 0, ("track", "lyricist"): None, ("track", "publisher"): None,
-    ("track", "tags"): [],
-}  # fmt: skip
-_TRACK_KEYS = frozenset(
-    ("track_id", "title", "artist", "album", "genres", "genre_top", "duration", "bit_rate",
-     "split", "subset")
-)  # fmt: skip
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, list) else str(value)
-
-
-def _check_track(track: Mapping, tree: GenreTree, top_titles: set[str]) -> None:
-    keys = set(track)
-    if keys != _TRACK_KEYS:
-        raise ValueError(
-            f"track {track.get('track_id')}: keys must be {sorted(_TRACK_KEYS)},"
-            f" missing {sorted(_TRACK_KEYS - keys)}, unexpected {sorted(keys - _TRACK_KEYS)}"
-        )
-    unknown = [g for g in track["genres"] if g not in tree]
-    if unknown:
-        raise ValueError(f"track {track['track_id']}: genre ids {unknown} are not in genres")
-    if track["genre_top"] is not None and track["genre_top"] not in top_titles:
-        raise ValueError(
-            f"track {track['track_id']}: genre_top {track['genre_top']!r} is not the title of"
-            " a top-level genre"
-        )
-    if track["split"] not in SPLITS or track["subset"] not in SUBSETS:
-        raise ValueError(
-            f"track {track['track_id']}: split must be one of {SPLITS} and subset one of"
-            f" {SUBSETS}, got {track['split']!r} and {track['subset']!r}"
-        )
-
-
-def write_fma_metadata(
-    directory: str | os.PathLike,
-    tracks: Sequence[Mapping],
-    genres: Sequence[tuple[int, int, str]],
-) -> tuple[Path, Path]:
-    """Write ``tracks.csv`` and ``genres.csv`` in FMA's exact formats.
-
-    Parameters
-    ----------
-    directory : str or path-like
-        Where to write; created if missing. Existing files are replaced.
-    tracks : sequence of mapping
-        One mapping per track with exactly the keys ``track_id`` (int), ``title``, ``artist``,
-        ``album`` (str), ``genres`` (list of int, the track's own genres), ``genre_top`` (str,
-        the title of a top-level genre, or None for an empty cell), ``duration`` (int seconds),
-        ``bit_rate`` (int, bits/s), ``split`` ('training', 'validation' or 'test') and
-        ``subset`` ('small', 'medium' or 'large').
-    genres : sequence of (int, int, str)
-        ``(genre_id, parent_id, title)``, parent 0 for a top-level genre.
-
-    Returns
-    -------
-    tracks_path, genres_path : pathlib.Path
-
-    Notes
-    -----
-    ``track.genres_all`` is derived as the genres plus all their ancestors, ``genres.csv``'s
-    ``#tracks`` as the number of tracks whose ``genres_all`` holds the genre and ``top_level``
-    as the genre's root. Album and artist ids number the distinct (artist, album) pairs and
-    artists in track id order, ``album.tracks`` and ``track.number`` count and number the
-    album's tracks, and the other columns get constant FMA-like values or blanks.
-
-    Raises
-    ------
-    ValueError
-        On a malformed track (keys, unknown genre id, genre_top not a top-level title, split
-        or subset value), a repeated track id, or a genre table that is not a tree.
-    """
-    tree = GenreTree(genres)
-    top_titles = {tree.title(g) for g in tree.top_level}
-    for track in tracks:
-        _check_track(track, tree, top_titles)
-    ordered = sorted(tracks, key=lambda track: track["track_id"])
-    repeated = [tid for tid, n in Counter(t["track_id"] for t in ordered).items() if n > 1]
-    if repeated:
-        raise ValueError(f"track ids {repeated} appear more than once")
-
-    artist_ids: dict[str, int] = {}
-    album_ids: dict[tuple[str, str], int] = {}
-    album_sizes: Counter = Counter()
-    rows = []
-    genre_counts: Counter = Counter()
-    for track in ordered:
-        album_key = (track["artist"], track["album"])
-        artist_ids.setdefault(track["artist"], len(artist_ids) + 1)
-        album_ids.setdefault(album_key, len(album_ids) + 1)
-        album_sizes[album_key] += 1
-        genres_all = tree.with_ancestors(track["genres"])
-        genre_counts.update(genres_all)
-        row = dict(_DEFAULTS)
-        row.update(
-            {
-                ("album", "id"): album_ids[album_key],
-                ("album", "title"): track["album"],
-                ("artist", "id"): artist_ids[track["artist"]],
-                ("artist", "name"): track["artist"],
-                ("set", "split"): track["split"],
-                ("set", "subset"): track["subset"],
-                ("track", "bit_rate"): int(track["bit_rate"]),
-                ("track", "duration"): int(track["duration"]),
-                ("track", "genre_top"): track["genre_top"],
-                ("track", "genres"): [int(g) for g in track["genres"]],
-                ("track", "genres_all"): genres_all,
-                ("track", "number"): album_sizes[album_key],
-                ("track", "title"): track["title"],
-            }
-        )
-        rows.append((track["track_id"], album_key, row))
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tracks_path, genres_path = directory / TRACKS_FILE, directory / GENRES_FILE
-    with open(tracks_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["", *(group for group, _ in TRACKS_COLUMNS)])
-        writer.writerow(["", *(name for _, name in TRACKS_COLUMNS)])
-        writer.writerow([INDEX_NAME, *([""] * len(TRACKS_COLUMNS))])
-        for track_id, album_key, row in rows:
-            row["album", "tracks"] = album_sizes[album_key]
-            writer.writerow([track_id, *(_cell(row[column]) for column in TRACKS_COLUMNS)])
-    with open(genres_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow([GENRES_INDEX, *GENRES_COLUMNS])
-        for genre_id in sorted(tree.parents):
-            parent, title, root = tree.parents[genre_id], tree.title(genre_id), tree.root(genre_id)
-            writer.writerow([genre_id, genre_counts[genre_id], parent, title, root])
-    return tracks_path, genres_path

@@ -37,6 +37,7 @@ from pyspark.ml.feature import Imputer, StandardScaler, VectorAssembler
 from pyspark.sql import SparkSession
 from xgboost.spark import SparkXGBClassifier
 
+from fmagenre.errors import InputError
 from fmagenre.ml.search_space import LogUniform
 
 #: Model names, in the ensemble's column order.
@@ -103,7 +104,7 @@ class ClassifierSettings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-class BarrierModeError(RuntimeError):
+class BarrierModeError(InputError, RuntimeError):
     """A session whose settings rule out XGBoost's barrier-mode training."""
 
 

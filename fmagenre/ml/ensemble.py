@@ -1,40 +1,46 @@
-"""Hard-voting ensemble of fitted Spark ML models, saved and loaded as one model.
+"""Hard-voting ensemble of Spark ML models: an Estimator, and the model it fits.
 
-:class:`VotingEnsembleModel` holds a ``preprocessing`` transformer that turns the feature
-columns (``featureCols``) into one ``featuresCol`` (here: mean imputation and assembly), and
-the sub-models, which read ``featuresCol`` and write their class-index prediction to
-``prediction_<name>`` (here: ``StandardScaler -> classifier`` pipelines). Each vote counts
-once; the class with the most votes wins. A tie between classes (with three models: all
-three disagree) goes to the tied class voted by the model that comes first in
-``tieBreakOrder``, which the training job sets to the models by cross-validated kappa, best
-first.
+:class:`VotingEnsemble` fits a ``preprocessing`` stage that turns the feature columns
+(``featureCols``) into one ``featuresCol`` (here: mean imputation and assembly), caches the
+vectors, and fits each sub-estimator on them (here: ``StandardScaler -> classifier``
+pipelines). Sub-estimator NAME reads ``featuresCol``, ``labelCol`` (and ``weightCol``) and
+writes its class-index prediction to ``prediction_NAME``: the ensemble sets none of their
+columns. The class names come from the ``labels`` Param or, when it is not set, from the
+label column's metadata as ``StringIndexer`` writes it, so that
+``Pipeline(stages=[StringIndexer(inputCol="genre_top", outputCol="label"), VotingEnsemble(...)])``
+names the classes by itself.
 
-The output keeps the input columns as they were and adds every ``prediction_<name>``,
-``prediction`` and the class name (``genre``) from the index-to-label mapping stored with the
-model; a row whose votes are all null gets null. The input rows travel beside the models as
-one struct column, and the sub-models see only ``featuresCol``: pyspark's one-vs-rest model
-re-analyses its whole input plan once per class, which with 518 feature columns took longer
-than the predictions themselves.
+:class:`VotingEnsembleModel` counts each vote once; the class with the most votes wins. A tie
+between classes (with three models: all three disagree) goes to the tied class voted by the
+model that comes first in ``tieBreakOrder``, which the training job sets to the models by
+cross-validated kappa, best first. The output keeps the input columns as they were and adds
+every ``prediction_<name>``, ``prediction`` and the class name (``genre``); a row whose votes
+are all null gets null. The input rows travel beside the models as one struct column, and
+the sub-models see only ``featuresCol``: pyspark's one-vs-rest model re-analyses its whole
+input plan once per class, which with 518 feature columns took longer than the predictions
+themselves.
 
-Persistence follows pyspark's ``OneVsRestModel``::
+Both are saved as pyspark's ``OneVsRest`` is, alone or as a stage of a ``Pipeline``::
 
     PATH/metadata/          class, uid, Params (labels, model names, tie-break order...)
-    PATH/preprocessing/     the preprocessing transformer, saved by its own writer
-    PATH/models/<name>/     each sub-model, saved by its own writer
+    PATH/preprocessing/     the preprocessing stage, saved by its own writer
+    PATH/models/<name>/     each sub-model (PATH/estimators/<name>/: each sub-estimator)
 
-``VotingEnsembleModel.load(PATH)`` reads the metadata, then loads each part with the class
-its own metadata names.
+``load(PATH)`` reads the metadata, then loads each part with the class its own metadata names.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import reduce
 
-from pyspark.ml import Model, Transformer
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model, Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasFeaturesCol, HasPredictionCol
+from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasWeightCol
 from pyspark.ml.util import (
     DefaultParamsReader,
     DefaultParamsWriter,
@@ -45,10 +51,20 @@ from pyspark.ml.util import (
 )
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructField
+
+from fmagenre.errors import shown_names
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 #: The input rows, carried beside the sub-models' columns.
 _INPUT = "_input"
+#: Class paths that earlier versions saved, read as today's class (fmagenre 0.1 had no
+#: sub-packages).
+_FORMER_CLASS_PATHS = {"VotingEnsembleModel": ("fmagenre.ensemble.VotingEnsembleModel",)}
+#: Params that hold stages: saved as parts, not in the metadata.
+_STAGE_PARAMS = ("preprocessing", "estimators")
 
 
 def vote_column(name: str) -> str:
@@ -56,14 +72,40 @@ def vote_column(name: str) -> str:
     return f"prediction_{name}"
 
 
-def shown_columns(names: Sequence[str]) -> str:
-    """The first ten of ``names`` for a message, `` ...`` when there are more."""
-    return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-
-
 def _column(name: str) -> Column:
     """A top-level column, whatever characters its name holds."""
     return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _check_parts(count: int, names: Sequence[str], order: Sequence[str]) -> None:
+    """ValueError unless ``count`` parts have unique valid ``names`` and ``order`` lists each."""
+    if not count or count != len(names):
+        raise ValueError(f"{count} models for {len(names)} names; need one each")
+    bad = [name for name in names if not _NAME.fullmatch(name)]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique [a-z][a-z0-9_]*, got {list(names)}")
+    if sorted(order) != sorted(names):
+        raise ValueError(f"tieBreakOrder {list(order)} must list each of {list(names)} once")
+
+
+def _check_labels(labels: Sequence[str]) -> None:
+    if not labels or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be unique and not empty, got {list(labels)}")
+
+
+def _check_features(columns: Sequence[str], features: Sequence[str]) -> None:
+    present = set(columns)
+    missing = [column for column in features if column not in present]
+    if missing:
+        raise ValueError(
+            f"the input lacks {len(missing)} feature column(s): {shown_names(missing)}"
+        )
+
+
+def _nominal_values(field: StructField) -> list[str] | None:
+    """The class names in a column's ML metadata (``StringIndexer``'s output), if any."""
+    attribute = field.metadata.get("ml_attr", {})
+    return attribute.get("vals") if attribute.get("type") == "nominal" else None
 
 
 class _EnsembleParams(HasFeaturesCol, HasPredictionCol):
@@ -118,7 +160,197 @@ class _EnsembleParams(HasFeaturesCol, HasPredictionCol):
         return self.getOrDefault(self.labelNameCol)
 
 
-class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
+class _Persisted(MLReadable, MLWritable):
+    """Saved as metadata plus one directory per part.
+
+    A subclass lists its parts by directory (``_parts()``) and makes an instance of the
+    metadata's Params and a function that loads a part's directory (``_from_parts``); the
+    reader then sets the uid and the Params.
+    """
+
+    def write(self) -> MLWriter:
+        return _EnsembleWriter(self)
+
+    @classmethod
+    def read(cls) -> MLReader:
+        return _EnsembleReader(cls)
+
+
+class VotingEnsemble(Estimator, _EnsembleParams, HasLabelCol, HasWeightCol, _Persisted):
+    """Fits a preprocessing and sub-estimators into a :class:`VotingEnsembleModel`.
+
+    ``fit`` fits ``preprocessing`` when it is an Estimator (on the label, weight and feature
+    columns), caches the vectors it makes, fits each sub-estimator on them, then releases
+    them. The model's ``fit_seconds`` holds the seconds of the preprocessing (fit, transform
+    and cache) and of each sub-estimator.
+
+    Parameters
+    ----------
+    preprocessing : Estimator or Transformer
+        An Estimator to fit, or a fitted Transformer used as is; reads ``featureCols``,
+        writes ``featuresCol``.
+    estimators : sequence of Estimator
+        The i-th reads ``featuresCol``, ``labelCol`` (and ``weightCol``) and writes
+        ``prediction_<modelNames[i]>``.
+    modelNames : sequence of str
+        Their names: lower-case letters, digits and ``_``, unique.
+    featureCols : sequence of str
+        Input columns of the preprocessing.
+    labels : sequence of str or None
+        Class name of each class index; None for the label column's ``StringIndexer``
+        metadata.
+    tieBreakOrder : sequence of str or None
+        All model names, highest priority first; None keeps ``modelNames``' order.
+    featuresCol, labelCol, predictionCol, labelNameCol : str
+        Columns; the last two are the model's outputs.
+    weightCol : str or None
+        A column the sub-estimators read, kept with the vectors; None for none.
+
+    Raises
+    ------
+    ValueError
+        From ``fit``, when the parts, names, labels or tie-break order do not fit together,
+        or the input lacks feature columns.
+    """
+
+    preprocessing = Param(
+        Params._dummy(),
+        "preprocessing",
+        "estimator to fit, or fitted transformer, that makes featuresCol of featureCols",
+    )
+    estimators = Param(
+        Params._dummy(),
+        "estimators",
+        "sub-estimators, one per model name; estimator NAME writes prediction_NAME",
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        preprocessing: Estimator | Transformer | None = None,
+        estimators: Sequence[Estimator] | None = None,
+        modelNames: Sequence[str] | None = None,
+        featureCols: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        tieBreakOrder: Sequence[str] | None = None,
+        featuresCol: str = "features",
+        labelCol: str = "label",
+        weightCol: str | None = None,
+        predictionCol: str = "prediction",
+        labelNameCol: str = "genre",
+    ) -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        preprocessing: Estimator | Transformer | None = None,
+        estimators: Sequence[Estimator] | None = None,
+        modelNames: Sequence[str] | None = None,
+        featureCols: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        tieBreakOrder: Sequence[str] | None = None,
+        featuresCol: str = "features",
+        labelCol: str = "label",
+        weightCol: str | None = None,
+        predictionCol: str = "prediction",
+        labelNameCol: str = "genre",
+    ) -> VotingEnsemble:
+        """Set the given params (see the class); None leaves a param as it is."""
+        kwargs = self._input_kwargs
+        return self._set(**{key: value for key, value in kwargs.items() if value is not None})
+
+    def getPreprocessing(self) -> Estimator | Transformer:
+        return self.getOrDefault(self.preprocessing)
+
+    def getEstimators(self) -> list[Estimator]:
+        return list(self.getOrDefault(self.estimators))
+
+    def _optional(self, param: Param):
+        """The param's value, None when it has none."""
+        return self.getOrDefault(param) if self.isDefined(param) else None
+
+    def _names_and_order(self) -> tuple[list[str], list[str]]:
+        """The model names and tie-break order, checked against the sub-estimators."""
+        names = self.getModelNames()
+        order = self._optional(self.tieBreakOrder) or names
+        _check_parts(len(self.getEstimators()), names, order)
+        return names, order
+
+    def _fit(self, dataset: DataFrame) -> VotingEnsembleModel:
+        names, order = self._names_and_order()
+        features = self.getFeatureCols()
+        _check_features(dataset.columns, features)
+        label = self.getLabelCol()
+        weight = [self.getWeightCol()] if self._optional(self.weightCol) else []
+        rows = dataset.select(*map(_column, [label, *weight, *features]))
+        labels = self._optional(self.labels) or _nominal_values(rows.schema[label])
+        if labels is None:
+            raise ValueError(
+                f"no class names: set labels, or index {label} with a StringIndexer, whose"
+                " metadata names the classes"
+            )
+        _check_labels(labels)
+        seconds = {}
+        started = time.perf_counter()
+        preprocessing = self.getPreprocessing()
+        if isinstance(preprocessing, Estimator):
+            preprocessing = preprocessing.fit(rows)
+        vectors = preprocessing.transform(rows).select(label, *weight, self.getFeaturesCol())
+        vectors = vectors.cache()
+        try:
+            vectors.count()
+            seconds["preprocessing"] = time.perf_counter() - started
+            models = []
+            for name, estimator in zip(names, self.getEstimators(), strict=True):
+                started = time.perf_counter()
+                models.append(estimator.fit(vectors))
+                seconds[name] = time.perf_counter() - started
+                log.info("fitted %s in %.1f s", name, seconds[name])
+        finally:
+            vectors.unpersist()
+        model = VotingEnsembleModel(
+            preprocessing=preprocessing,
+            models=models,
+            modelNames=names,
+            labels=labels,
+            featureCols=features,
+            featuresCol=self.getFeaturesCol(),
+            tieBreakOrder=order,
+            predictionCol=self.getPredictionCol(),
+            labelNameCol=self.getLabelNameCol(),
+        )
+        model.fit_seconds = seconds
+        return model
+
+    def copy(self, extra=None) -> VotingEnsemble:
+        """A copy with copies of the parts; ``extra`` params apply to the ensemble."""
+        that = super().copy(extra)
+        if self.isDefined(self.preprocessing):
+            that._set(preprocessing=self.getPreprocessing().copy())
+        if self.isDefined(self.estimators):
+            that._set(estimators=[estimator.copy() for estimator in self.getEstimators()])
+        return that
+
+    def _parts(self) -> dict[str, Params]:
+        names, _ = self._names_and_order()
+        parts = {"preprocessing": self.getPreprocessing()}
+        for name, estimator in zip(names, self.getEstimators(), strict=True):
+            parts[f"estimators/{name}"] = estimator
+        return parts
+
+    @classmethod
+    def _from_parts(cls, params: dict, load: Callable[[str], Params]) -> VotingEnsemble:
+        return cls(
+            preprocessing=load("preprocessing"),
+            estimators=[load(f"estimators/{name}") for name in params["modelNames"]],
+        )
+
+
+class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     """Hard majority vote of fitted models, ties to the highest-priority model's vote.
 
     Parameters
@@ -143,6 +375,11 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
     labelNameCol : str
         Output column of the winning class name.
 
+    Attributes
+    ----------
+    fit_seconds : dict of str to float
+        Seconds of each part's fit by :class:`VotingEnsemble` (not saved; empty otherwise).
+
     Raises
     ------
     ValueError
@@ -165,6 +402,7 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
         super().__init__()
         self.preprocessing = preprocessing
         self.models = list(models)
+        self.fit_seconds: dict[str, float] = {}
         self._set(
             modelNames=list(modelNames),
             labels=list(labels),
@@ -177,19 +415,8 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
         self._validate()
 
     def _validate(self) -> None:
-        names = self.getModelNames()
-        if not self.models or len(self.models) != len(names):
-            raise ValueError(f"{len(self.models)} models for {len(names)} names; need one each")
-        bad = [name for name in names if not _NAME.fullmatch(name)]
-        if bad or len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique [a-z][a-z0-9_]*, got {names}")
-        if sorted(self.getTieBreakOrder()) != sorted(names):
-            raise ValueError(
-                f"tieBreakOrder {self.getTieBreakOrder()} must list each of {names} once"
-            )
-        labels = self.getLabels()
-        if not labels or len(set(labels)) != len(labels):
-            raise ValueError(f"labels must be unique and not empty, got {labels}")
+        _check_parts(len(self.models), self.getModelNames(), self.getTieBreakOrder())
+        _check_labels(self.getLabels())
 
     def label_name(self, index: Column) -> Column:
         """The class name of a class-index column (null for null or unknown indices)."""
@@ -223,11 +450,7 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
         return best.getField("vote")
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        missing = self.missing_features(dataset.columns)
-        if missing:
-            raise ValueError(
-                f"the input lacks {len(missing)} feature column(s): {shown_columns(missing)}"
-            )
+        _check_features(dataset.columns, self.getFeatureCols())
         votes = [vote_column(name) for name in self.getModelNames()]
         outputs = [*votes, self.getPredictionCol(), self.getLabelNameCol()]
         clashing = [column for column in outputs if column in dataset.columns]
@@ -254,65 +477,66 @@ class VotingEnsembleModel(Model, _EnsembleParams, MLReadable, MLWritable):
         that.models = [model.copy() for model in self.models]
         return that
 
-    def write(self) -> MLWriter:
-        return _VotingEnsembleWriter(self)
+    def _parts(self) -> dict[str, Params]:
+        parts = {"preprocessing": self.preprocessing}
+        for name, model in zip(self.getModelNames(), self.models, strict=True):
+            parts[f"models/{name}"] = model
+        return parts
 
     @classmethod
-    def read(cls) -> MLReader:
-        return _VotingEnsembleReader()
+    def _from_parts(cls, params: dict, load: Callable[[str], Params]) -> VotingEnsembleModel:
+        return cls(
+            preprocessing=load("preprocessing"),
+            models=[load(f"models/{name}") for name in params["modelNames"]],
+            modelNames=params["modelNames"],
+            labels=params["labels"],
+            featureCols=params["featureCols"],
+            tieBreakOrder=params["tieBreakOrder"],
+        )
 
 
-class _VotingEnsembleWriter(MLWriter):
-    def __init__(self, instance: VotingEnsembleModel):
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+class _EnsembleWriter(MLWriter):
+    def __init__(self, instance: _Persisted):
         super().__init__()
         self.instance = instance
 
     def saveImpl(self, path: str) -> None:
-        parts = _parts(path, self.instance)
+        parts = self.instance._parts()
         for part in parts.values():
             if not isinstance(part, MLWritable):
                 raise ValueError(f"{part.uid} cannot be saved: it is not MLWritable")
+        params = {
+            param.name: value
+            for param, value in self.instance._paramMap.items()
+            if param.name not in _STAGE_PARAMS
+        }
         # A SparkContext: Spark 3.5 takes nothing else, Spark 4 also takes a session.
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc)
-        for part_path, part in parts.items():
-            part.write().session(self.sparkSession).save(part_path)
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc, paramMap=params)
+        for directory, part in parts.items():
+            part.write().session(self.sparkSession).save(f"{path.rstrip('/')}/{directory}")
 
 
-class _VotingEnsembleReader(MLReader):
-    def load(self, path: str) -> VotingEnsembleModel:
+class _EnsembleReader(MLReader):
+    def __init__(self, cls: type[_Persisted]):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str) -> _Persisted:
         metadata = DefaultParamsReader.loadMetadata(path, self.sc)
-        expected = f"{VotingEnsembleModel.__module__}.{VotingEnsembleModel.__name__}"
-        if metadata["class"] != expected:
+        expected = _class_path(self.cls)
+        if metadata["class"] not in (expected, *_FORMER_CLASS_PATHS.get(self.cls.__name__, ())):
             raise ValueError(f"{path} holds a {metadata['class']}, not a {expected}")
-        names = metadata["paramMap"]["modelNames"]
 
-        def load(part_path: str) -> Transformer:
-            return DefaultParamsReader.loadParamsInstance(part_path, self.sc)
+        def load(directory: str) -> Params:
+            return DefaultParamsReader.loadParamsInstance(
+                f"{path.rstrip('/')}/{directory}", self.sc
+            )
 
-        ensemble = VotingEnsembleModel(
-            preprocessing=load(_preprocessing_path(path)),
-            models=[load(_model_path(path, name)) for name in names],
-            modelNames=names,
-            labels=metadata["paramMap"]["labels"],
-            featureCols=metadata["paramMap"]["featureCols"],
-        )
-        ensemble._resetUid(metadata["uid"])
-        DefaultParamsReader.getAndSetParams(ensemble, metadata)
-        ensemble._validate()
-        return ensemble
-
-
-def _preprocessing_path(path: str) -> str:
-    return f"{path.rstrip('/')}/preprocessing"
-
-
-def _model_path(path: str, name: str) -> str:
-    return f"{path.rstrip('/')}/models/{name}"
-
-
-def _parts(path: str, ensemble: VotingEnsembleModel) -> dict[str, Transformer]:
-    """Where each part of ``ensemble`` goes under ``path``."""
-    parts = {_preprocessing_path(path): ensemble.preprocessing}
-    for name, model in zip(ensemble.getModelNames(), ensemble.models, strict=True):
-        parts[_model_path(path, name)] = model
-    return parts
+        instance = self.cls._from_parts(metadata["paramMap"], load)
+        instance._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        return instance

@@ -24,21 +24,22 @@ from collections.abc import Mapping
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.errors import InputError, shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
-from fmagenre.ml.ensemble import VotingEnsembleModel, shown_columns, vote_column
+from fmagenre.ml.ensemble import VotingEnsembleModel, vote_column
 from fmagenre.ml.training import MODEL_DIR
-from fmagenre.ml.training_data import read_feature_rows
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs, path_exists
 from fmagenre.platform.session import session_settings
 from fmagenre.tables.feature_table import is_feature_table
+from fmagenre.tables.inputs import read_feature_rows, require_path
 
 log = logging.getLogger(__name__)
 
 INPUT_FORMATS = ("auto", "audio", "features")
 
 
-class PredictionError(ValueError):
+class PredictionError(InputError, ValueError):
     """A model directory or input the job cannot use; the message says why."""
 
 
@@ -85,8 +86,7 @@ def predictions(model: VotingEnsembleModel, rows: DataFrame) -> DataFrame:
     missing = model.missing_features(rows.columns)
     if missing:
         raise PredictionError(
-            f"the input lacks {len(missing)} feature column(s) of the model:"
-            f" {shown_columns(missing)}"
+            f"the input lacks {len(missing)} feature column(s) of the model: {shown_names(missing)}"
         )
     ok = F.col("status") == "ok" if "status" in rows.columns else F.lit(True)
     kept = [column for column in ("track_id", "path", "status", "error") if column in rows.columns]
@@ -146,7 +146,9 @@ def run(
     Raises
     ------
     PredictionError
-        On an unknown format, a missing model or input, no audio file, missing features.
+        On an unknown format, a missing model, no audio file, missing features.
+    fmagenre.tables.inputs.InputTableError
+        On a missing input, or feature rows that cannot be read.
     FileExistsError
         When ``output`` exists and ``overwrite`` is false.
     """
@@ -157,8 +159,7 @@ def run(
         )
     extract = extract or ExtractConfig()
     model = load_model(spark, model_dir)
-    if not path_exists(spark, input):
-        raise PredictionError(f"input {input} does not exist")
+    require_path(spark, "--input", input)
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
     if input_format == "auto":
@@ -172,7 +173,7 @@ def run(
         rows = extraction_frame(spark, files, extract)
         settings = file_source_conf(spark, files, extract)
     else:
-        rows = read_feature_rows(spark, input)
+        rows = read_feature_rows(spark, input, option="--input")
     with session_settings(spark, settings):
         predictions(model, rows).write.mode("overwrite" if overwrite else "errorifexists").parquet(
             output

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from pyspark.sql import SparkSession
 
-from fmagenre.analysis.inputs import write_output
+from fmagenre.platform.hadoop import write_output
 
 ENSEMBLE = "ensemble"
 

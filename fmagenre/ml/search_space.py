@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmagenre.errors import InputError
+
 
 @dataclass(frozen=True)
 class LogUniform:
@@ -62,7 +64,7 @@ def draw_candidates(
     return [{name: scale.draw(rng) for name, scale in space.items()} for _ in range(candidates)]
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(InputError, ValueError):
     """A search-space file that does not fit the models' spaces."""
 
 

@@ -3,10 +3,11 @@
 :func:`run` joins the ``ok`` feature rows with their labels (:mod:`fmagenre.ml.training_data`),
 then for each of the three models (:mod:`fmagenre.ml.classifiers`) runs a random search with
 stratified k-fold cross-validation scored by Cohen's kappa (:mod:`fmagenre.ml.search`)
-on a stratified sample of the training split, fits the best candidate on the whole training
-split, and puts the three in a hard-voting :class:`~fmagenre.ml.ensemble.VotingEnsembleModel`
-whose ties go to the model with the best cross-validated kappa. It evaluates each model and
-the ensemble on the test split and writes, under the output directory::
+on a stratified sample of the training split. A :class:`~fmagenre.ml.ensemble.VotingEnsemble`
+then fits the best candidate of each on the whole training split into a hard-voting
+:class:`~fmagenre.ml.ensemble.VotingEnsembleModel` whose ties go to the model with the best
+cross-validated kappa. It evaluates each model and the ensemble on the test split and writes,
+under the output directory::
 
     model/                  the ensemble (VotingEnsembleModel.load)
     metrics.json, report.md, confusion_<model>.csv/.png   (fmagenre.ml.report)
@@ -17,6 +18,8 @@ thesis' 23 hours). Ranking candidates on a stratified sample of ``search_rows`` 
 (10,000 by default, every genre in proportion and at least ``folds`` tracks of each) and
 fitting only the winner on all tracks keeps the whole run under an hour on 2 cores
 (``python -m fmagenre.bench train``); ``search_rows=0`` searches on every training track.
+That is also why the search is a function and not a ``CrossValidator``-like Estimator,
+which would fit its winner on the rows it searched.
 """
 
 from __future__ import annotations
@@ -24,14 +27,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
-from pyspark.ml import PipelineModel
+import numpy as np
+from pyspark.ml import PipelineModel, Transformer
 from pyspark.sql import DataFrame, SparkSession
 
+from fmagenre.audio.feature_sets import select_feature_columns
 from fmagenre.audio.names import family_of, flat_names
 from fmagenre.metrics.classification import classification_summary
 from fmagenre.ml.classifiers import (
@@ -46,14 +52,15 @@ from fmagenre.ml.classifiers import (
     preprocessing,
     training_pipeline,
 )
-from fmagenre.ml.ensemble import VotingEnsembleModel
+from fmagenre.ml.ensemble import VotingEnsemble, VotingEnsembleModel
 from fmagenre.ml.kappa import KappaEvaluator, confusion_matrix
 from fmagenre.ml.report import ENSEMBLE, write_confusions, write_report
 from fmagenre.ml.search import SearchResult, random_search
-from fmagenre.ml.search_space import LogUniform
+from fmagenre.ml.search_space import LogUniform, read_search_space
 from fmagenre.ml.stratify import assign_folds, sample_quotas, stratified_sample
-from fmagenre.ml.training_data import labelled_data, read_feature_rows, read_labels
-from fmagenre.platform.hadoop import hadoop_fs
+from fmagenre.ml.training_data import LabelledData, labelled_data
+from fmagenre.platform.hadoop import hadoop_fs, read_bytes
+from fmagenre.tables.inputs import read_feature_rows, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +76,7 @@ IMPUTER_ROWS = 20_000
 class TrainOptions:
     """Settings of a training run."""
 
-    #: Feature columns (:mod:`fmagenre.audio.feature_selection`).
+    #: Feature columns (:func:`fmagenre.audio.feature_sets.select_feature_columns`).
     columns: tuple[str, ...] = field(default_factory=flat_names)
     #: Random-search candidates per model.
     candidates: int = 10
@@ -126,6 +133,46 @@ def prepare_output(spark: SparkSession, output: str, *, overwrite: bool) -> None
     fs.delete(path, True)
 
 
+def read_options(
+    spark: SparkSession,
+    *,
+    families: Sequence[str] | None = None,
+    columns_file: str | None = None,
+    search_space: str | None = None,
+    **settings,
+) -> TrainOptions:
+    """The options of a run whose feature columns and search ranges come from files.
+
+    Parameters
+    ----------
+    spark : SparkSession
+        Reads the files, any Hadoop path.
+    families : sequence of str or None
+        MIR families whose columns to use.
+    columns_file : str or None
+        A column list (:func:`~fmagenre.audio.feature_sets.read_column_list`).
+        Without it and ``families``, all 518 columns.
+    search_space : str or None
+        A TOML file of ranges that replace the defaults
+        (:func:`~fmagenre.ml.search_space.read_search_space`).
+    **settings
+        The other fields of :class:`TrainOptions`.
+
+    Raises
+    ------
+    fmagenre.audio.feature_sets.FeatureSetError
+        On an unknown family or column, or both ``families`` and ``columns_file``.
+    fmagenre.ml.search_space.SearchSpaceError
+        On a search-space file that cannot be read or does not fit.
+    """
+    read = partial(read_bytes, spark)
+    columns = select_feature_columns(families=families, columns_file=columns_file, read=read)
+    spaces = SEARCH_SPACES
+    if search_space is not None:
+        spaces = read_search_space(search_space, SEARCH_SPACES, read=read)
+    return TrainOptions(columns=columns, search_spaces=spaces, **settings)
+
+
 class _Timings(dict):
     """Seconds per stage, in the order the stages ran."""
 
@@ -148,6 +195,182 @@ def _cached(frame: DataFrame, partitions: int) -> DataFrame:
 def _score(search: SearchResult) -> float:
     score = search.best.score
     return -math.inf if math.isnan(score) else score
+
+
+def _fit_preprocessing(
+    train: DataFrame, columns: list[str], *, rows: int, seed: int
+) -> PipelineModel:
+    """The mean imputer, fitted on a seeded sample of the ``rows`` training rows, and the
+    assembler, as one fitted pipeline."""
+    imputer, assembler = preprocessing(columns)
+    sample = train.sample(fraction=min(1.0, IMPUTER_ROWS / rows), seed=seed)
+    return PipelineModel(stages=[imputer.fit(sample), assembler])
+
+
+def _search_vectors(
+    data: LabelledData,
+    vectorizer: Transformer,
+    options: TrainOptions,
+    *,
+    weight: list[str],
+    partitions: int,
+) -> DataFrame:
+    """The folded vectors of the search sample (cached): ``search_rows`` training rows."""
+    sample = data.split("train")
+    counts = data.counts["train"]
+    if 0 < options.search_rows < sum(counts.values()):
+        quotas = sample_quotas(counts, rows=options.search_rows, minimum=options.folds)
+        sample = stratified_sample(
+            sample, label_col="genre", id_col="track_id", quotas=quotas, seed=options.seed
+        )
+    folded = assign_folds(
+        sample, label_col="genre", id_col="track_id", folds=options.folds, seed=options.seed
+    )
+    return _cached(
+        vectorizer.transform(folded).select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL), partitions
+    )
+
+
+def _search_models(
+    search_vectors: DataFrame,
+    settings: ClassifierSettings,
+    options: TrainOptions,
+    timings: _Timings,
+) -> dict[str, SearchResult]:
+    """Each model's random search on the search sample."""
+    searches = {}
+    for name in MODEL_NAMES:
+        with timings.stage(f"search {name}"):
+            searches[name] = random_search(
+                search_vectors,
+                build=lambda params, name=name: training_pipeline(name, params, settings),
+                space=options.search_spaces[name],
+                evaluator=KappaEvaluator(labelCol=LABEL_COL, predictionCol=prediction_col(name)),
+                candidates=options.candidates,
+                folds=options.folds,
+                seed=options.seed,
+                fold_col=FOLD_COL,
+                name=name,
+            )
+    return searches
+
+
+def _fit_ensemble(
+    data: LabelledData,
+    vectorizer: Transformer,
+    searches: Mapping[str, SearchResult],
+    settings: ClassifierSettings,
+    *,
+    columns: list[str],
+    partitions: int,
+) -> VotingEnsembleModel:
+    """The best candidate of each search, fitted on every training row, in the ensemble.
+
+    Ties go to the model with the best cross-validated kappa (NaN last).
+    """
+    ensemble = VotingEnsemble(
+        preprocessing=vectorizer,
+        estimators=[
+            training_pipeline(name, searches[name].best.params, settings) for name in MODEL_NAMES
+        ],
+        modelNames=MODEL_NAMES,
+        featureCols=columns,
+        labels=data.labels,
+        tieBreakOrder=sorted(MODEL_NAMES, key=lambda name: -_score(searches[name])),
+        featuresCol=VECTOR_COL,
+        labelCol=LABEL_COL,
+        weightCol=WEIGHT_COL if settings.weighted else None,
+    )
+    # Spread over the cores: every fit reads the cached vectors many times.
+    return ensemble.fit(data.split("train").repartition(partitions))
+
+
+def _evaluate(
+    ensemble: VotingEnsembleModel, data: LabelledData, *, partitions: int
+) -> dict[str, np.ndarray]:
+    """The confusion matrix of each model and of the ensemble on the test split."""
+    outputs = [prediction_col(name) for name in MODEL_NAMES] + [ensemble.getPredictionCol()]
+    # Spread over the cores: each partition starts the models' Python side (XGBoost).
+    test = data.split("test").select(LABEL_COL, *ensemble.getFeatureCols())
+    predictions = ensemble.transform(test.repartition(partitions)).select(LABEL_COL, *outputs)
+    predictions = predictions.cache()
+    confusions = {
+        model: confusion_matrix(
+            predictions,
+            label_col=LABEL_COL,
+            prediction_col=column,
+            num_classes=len(data.labels),
+        )
+        for model, column in zip([*MODEL_NAMES, ENSEMBLE], outputs, strict=True)
+    }
+    predictions.unpersist()
+    return confusions
+
+
+def _metrics(
+    *,
+    inputs: dict[str, str],
+    output: str,
+    started_at: datetime,
+    options: TrainOptions,
+    settings: ClassifierSettings,
+    data: LabelledData,
+    n_search: int,
+    searches: Mapping[str, SearchResult],
+    ensemble: VotingEnsembleModel,
+    confusions: Mapping[str, np.ndarray],
+    timings: _Timings,
+) -> dict:
+    """What :func:`run` returns and writes to ``metrics.json``."""
+    columns = ensemble.getFeatureCols()
+    families: dict[str, int] = {}
+    for column in columns:
+        families[family_of(column)] = families.get(family_of(column), 0) + 1
+    return {
+        "job": "train",
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "inputs": inputs,
+        "model": f"{output.rstrip('/')}/{MODEL_DIR}",
+        "report": f"{output.rstrip('/')}/report.md",
+        "options": {
+            "candidates": options.candidates,
+            "folds": options.folds,
+            "seed": options.seed,
+            "class_weights": options.class_weights,
+            "search_rows": options.search_rows,
+            "xgb_workers": settings.xgb_workers,
+            "svc_parallelism": settings.parallelism,
+        },
+        "features": {"count": len(columns), "families": families, "columns": columns},
+        "labels": data.labels,
+        "rows": {
+            "train_total": sum(data.counts["train"].values()),
+            "test_total": sum(data.counts["test"].values()),
+            "search": n_search,
+            "train": data.counts["train"],
+            "test": data.counts["test"],
+        },
+        "search": {
+            name: {
+                **searches[name].as_dict(),
+                "space": {
+                    param: [scale.low, scale.high]
+                    for param, scale in options.search_spaces[name].items()
+                },
+            }
+            for name in MODEL_NAMES
+        },
+        "tie_break_order": ensemble.getTieBreakOrder(),
+        "test": {
+            model: {
+                **classification_summary(confusion, data.labels),
+                "confusion": confusion.tolist(),
+            }
+            for model, confusion in confusions.items()
+        },
+        # The same dict: the last stages and the total go in before the report is written.
+        "timings": timings,
+    }
 
 
 def run(
@@ -182,7 +405,7 @@ def run(
 
     Raises
     ------
-    fmagenre.ml.training_data.TrainingDataError
+    fmagenre.tables.inputs.InputTableError
         On inputs that cannot make training data (checked before any training).
     FileExistsError
         When ``output`` exists and ``options.overwrite`` is false.
@@ -213,144 +436,54 @@ def run(
             class_weights=settings.weighted,
             folds=options.folds,
         )
-        train = data.split("train")
-        train_counts = data.counts["train"]
-        n_train = sum(train_counts.values())
-        # The features are imputed and assembled once, with training means: searches and
-        # fits read vectors, and only the scaler and the classifier are fitted per fold.
-        imputer, assembler = preprocessing(columns)
-        imputer_model = imputer.fit(
-            train.sample(fraction=min(1.0, IMPUTER_ROWS / n_train), seed=options.seed)
+        # The features are imputed and assembled with training means fitted once, for the
+        # search and the fits: only the scaler and the classifier are fitted per fold.
+        vectorizer = _fit_preprocessing(
+            data.split("train"),
+            columns,
+            rows=sum(data.counts["train"].values()),
+            seed=options.seed,
         )
-        weight = [WEIGHT_COL] if settings.weighted else []
-        train_vectors = _cached(
-            assembler.transform(imputer_model.transform(train)).select(
-                "track_id", "genre", LABEL_COL, *weight, VECTOR_COL
-            ),
-            parallelism,
-        )
-        sample = train_vectors
-        if 0 < options.search_rows < n_train:
-            quotas = sample_quotas(train_counts, rows=options.search_rows, minimum=options.folds)
-            sample = stratified_sample(
-                sample, label_col="genre", id_col="track_id", quotas=quotas, seed=options.seed
-            )
-        folded = assign_folds(
-            sample, label_col="genre", id_col="track_id", folds=options.folds, seed=options.seed
-        )
-        search_vectors = _cached(
-            folded.select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL), parallelism
+        search_vectors = _search_vectors(
+            data,
+            vectorizer,
+            options,
+            weight=[WEIGHT_COL] if settings.weighted else [],
+            partitions=parallelism,
         )
         n_search = search_vectors.count()
     log.info(
         "%d training tracks (%d in the search sample), %d test tracks, %d genres, %d features",
-        n_train,
+        sum(data.counts["train"].values()),
         n_search,
         sum(data.counts["test"].values()),
         len(data.labels),
         len(columns),
     )
-
-    searches: dict[str, SearchResult] = {}
-    for name in MODEL_NAMES:
-        with timings.stage(f"search {name}"):
-            searches[name] = random_search(
-                search_vectors,
-                build=lambda params, name=name: training_pipeline(name, params, settings),
-                space=options.search_spaces[name],
-                evaluator=KappaEvaluator(labelCol=LABEL_COL, predictionCol=prediction_col(name)),
-                candidates=options.candidates,
-                folds=options.folds,
-                seed=options.seed,
-                fold_col=FOLD_COL,
-                name=name,
-            )
+    searches = _search_models(search_vectors, settings, options, timings)
     search_vectors.unpersist()
-
-    models = {}
-    for name in MODEL_NAMES:
-        with timings.stage(f"fit {name}"):
-            pipeline = training_pipeline(name, searches[name].best.params, settings)
-            models[name] = pipeline.fit(train_vectors)
-    train_vectors.unpersist()
-
-    tie_break = sorted(MODEL_NAMES, key=lambda name: -_score(searches[name]))
-    ensemble = VotingEnsembleModel(
-        preprocessing=PipelineModel(stages=[imputer_model, assembler]),
-        models=[models[name] for name in MODEL_NAMES],
-        modelNames=MODEL_NAMES,
-        labels=data.labels,
-        featureCols=columns,
-        featuresCol=VECTOR_COL,
-        tieBreakOrder=tie_break,
+    ensemble = _fit_ensemble(
+        data, vectorizer, searches, settings, columns=columns, partitions=parallelism
     )
-    model_path = f"{output.rstrip('/')}/{MODEL_DIR}"
+    for part, seconds in ensemble.fit_seconds.items():
+        timings[f"fit {part}"] = round(seconds, 3)
     with timings.stage("save model"):
-        ensemble.save(model_path)
-
+        ensemble.save(f"{output.rstrip('/')}/{MODEL_DIR}")
     with timings.stage("evaluate"):
-        outputs = [prediction_col(name) for name in MODEL_NAMES] + [ensemble.getPredictionCol()]
-        # Spread over the cores: each partition starts the models' Python side (XGBoost).
-        test = data.split("test").select(LABEL_COL, *columns).repartition(parallelism)
-        predictions = ensemble.transform(test).select(LABEL_COL, *outputs).cache()
-        confusions = {
-            model: confusion_matrix(
-                predictions,
-                label_col=LABEL_COL,
-                prediction_col=column,
-                num_classes=len(data.labels),
-            )
-            for model, column in zip([*MODEL_NAMES, ENSEMBLE], outputs, strict=True)
-        }
-        predictions.unpersist()
-
-    families: dict[str, int] = {}
-    for column in columns:
-        families[family_of(column)] = families.get(family_of(column), 0) + 1
-    metrics = {
-        "job": "train",
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "inputs": {"features": features, "labels": labels},
-        "model": model_path,
-        "report": f"{output.rstrip('/')}/report.md",
-        "options": {
-            "candidates": options.candidates,
-            "folds": options.folds,
-            "seed": options.seed,
-            "class_weights": options.class_weights,
-            "search_rows": options.search_rows,
-            "xgb_workers": settings.xgb_workers,
-            "svc_parallelism": settings.parallelism,
-        },
-        "features": {"count": len(columns), "families": families, "columns": columns},
-        "labels": data.labels,
-        "rows": {
-            "train_total": n_train,
-            "test_total": sum(data.counts["test"].values()),
-            "search": n_search,
-            "train": data.counts["train"],
-            "test": data.counts["test"],
-        },
-        "search": {
-            name: {
-                **searches[name].as_dict(),
-                "space": {
-                    param: [scale.low, scale.high]
-                    for param, scale in options.search_spaces[name].items()
-                },
-            }
-            for name in MODEL_NAMES
-        },
-        "tie_break_order": tie_break,
-        "test": {
-            model: {
-                **classification_summary(confusion, data.labels),
-                "confusion": confusion.tolist(),
-            }
-            for model, confusion in confusions.items()
-        },
-        "timings": timings,
-    }
+        confusions = _evaluate(ensemble, data, partitions=parallelism)
+    metrics = _metrics(
+        inputs={"features": features, "labels": labels},
+        output=output,
+        started_at=started_at,
+        options=options,
+        settings=settings,
+        data=data,
+        n_search=n_search,
+        searches=searches,
+        ensemble=ensemble,
+        confusions=confusions,
+        timings=timings,
+    )
     with timings.stage("write confusion matrices"):
         write_confusions(spark, output, confusions, data.labels)
     timings["total"] = round(time.perf_counter() - started, 3)

@@ -23,7 +23,6 @@ and add it as a field of :class:`Config`: ``load_config`` then reads its ``[sect
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import tomllib
@@ -32,13 +31,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmagenre.errors import InputError
+
 __all__ = [
     "FAULTS",
     "Config",
     "ConfigError",
     "EmrConfig",
     "ExtractConfig",
-    "add_spark_arguments",
     "load_config",
     "override",
     "parse_faults",
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A configuration file or override that does not fit the schema."""
 
 
@@ -313,25 +313,3 @@ def parse_spark_overrides(pairs: Iterable[str]) -> dict[str, str]:
             raise ConfigError(f"command line: --conf takes spark.NAME=VALUE, got {pair!r}")
         result[key.strip()] = value.strip()
     return result
-
-
-def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options every job shares: ``--config``, ``--master`` and ``--conf``."""
-    parser.add_argument(
-        "--config",
-        metavar="TOML",
-        help="local configuration file, e.g. conf/local.toml, conf/emr.toml (in YARN cluster"
-        " mode, ship it with spark-submit --files and give its name); its [spark] settings"
-        " apply where spark-submit's (--conf, --properties-file, spark-defaults) do not",
-    )
-    parser.add_argument(
-        "--master",
-        help="Spark master (local[4]...); default: spark-submit's, or local[*] under python",
-    )
-    parser.add_argument(
-        "--conf",
-        action="append",
-        default=[],
-        metavar="spark.NAME=VALUE",
-        help="Spark property, repeatable; wins over spark-submit's settings and --config's",
-    )

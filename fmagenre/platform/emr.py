@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fmagenre.errors import InputError
 from fmagenre.platform.config import ConfigError, EmrConfig, load_config, override
 
 #: The project checkout, when this module runs from one (or from an editable install).
@@ -69,7 +70,7 @@ CONSTRAINTS = {7: "constraints-spark35.txt"}
 CLIENT_CONFIG_DIR = "/tmp/fmagenre"
 
 
-class EmrError(RuntimeError):
+class EmrError(InputError, RuntimeError):
     """An EMR run that cannot go on; the message says what to do."""
 
 
@@ -170,6 +171,9 @@ def package(
     if archive:
         _check_archive_python(python)
     dist.mkdir(parents=True, exist_ok=True)
+    # setuptools builds in SOURCE_ROOT/build and never removes what it copied there: a module
+    # since moved or deleted would still travel in the wheel.
+    shutil.rmtree(SOURCE_ROOT / "build", ignore_errors=True)
     subprocess.run(
         [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(SOURCE_ROOT)],
         check=True,

@@ -41,6 +41,13 @@ def write_bytes(spark: SparkSession, path: str, data: str | bytes) -> None:
         stream.close()
 
 
+def write_output(spark: SparkSession, directory: str, name: str, data: str | bytes) -> str:
+    """Create or replace the file ``directory/name`` (:func:`write_bytes`); return its path."""
+    path = f"{directory.rstrip('/')}/{name}"
+    write_bytes(spark, path, data)
+    return path
+
+
 def read_bytes(spark: SparkSession, path: str, *, piece: int = 1 << 23) -> bytes:
     """The bytes of a file on any Hadoop path, moved from the JVM in ``piece``-byte parts.
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from fmagenre.labels.metadata import write_fma_metadata
+from fmagenre.synthetic.metadata_writer import write_fma_metadata
 from fmagenre.synthetic.music import STYLES, render
 
 #: FMA's ids of the top-level genres that the synthetic styles imitate.

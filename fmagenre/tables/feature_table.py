@@ -49,6 +49,7 @@ from pyspark.sql.types import (
 )
 
 from fmagenre.audio.names import flat_names
+from fmagenre.errors import InputError, shown_names
 from fmagenre.platform.hadoop import (
     hadoop_fs,
     path_exists,
@@ -105,7 +106,7 @@ FEATURE_SCHEMA = StructType(
 )
 
 
-class OutputLayoutError(ValueError):
+class OutputLayoutError(InputError, ValueError):
     """An output directory that holds something other than a feature table."""
 
 
@@ -156,7 +157,7 @@ def check_output(spark: SparkSession, output: str) -> None:
     ]
     if foreign:
         raise OutputLayoutError(
-            f"{output} is not a feature table (it holds {', '.join(sorted(foreign)[:5])}):"
+            f"{output} is not a feature table (it holds {shown_names(sorted(foreign), limit=5)}):"
             " choose an empty or new directory"
         )
 
@@ -261,8 +262,11 @@ def published_chunks(spark: SparkSession, output: str) -> list[str]:
 
 
 def is_feature_table(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` holds a feature table (a view or published chunks)."""
-    return path_exists(spark, _join(path, VIEW_STATE)) or bool(published_chunks(spark, path))
+    """Whether ``path`` holds a feature table: a view state, runs, or chunks published before
+    the view existed. Perhaps none of its chunks is published yet (:func:`published_chunks`)."""
+    return any(path_exists(spark, _join(path, name)) for name in (VIEW_STATE, RUNS)) or bool(
+        published_chunks(spark, path)
+    )
 
 
 def normalized_path(path: Column) -> Column:

@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fmagenre.audio.names import N_FEATURES, feature_index, flat_names
+from fmagenre.errors import InputError
 from fmagenre.platform.session import session_settings
 from fmagenre.tables.feature_table import (
     FEATURE_SCHEMA,
@@ -39,11 +40,11 @@ from fmagenre.tables.feature_table import (
     new_run_id,
     open_table,
     publish_chunk,
-    read_features,
     refresh_view,
     run_path,
     write_summary,
 )
+from fmagenre.tables.inputs import ok_rows, read_feature_rows
 
 #: ``extractor_version`` of imported rows.
 FMA_VERSION = "fma-features.csv"
@@ -53,7 +54,7 @@ FLOAT_FORMAT = "%.10e"
 HEADER_LABELS = ("feature", "statistics", "number", "track_id")
 
 
-class FmaCsvError(ValueError):
+class FmaCsvError(InputError, ValueError):
     """A file that is not in FMA's features.csv layout; the message says what is wrong."""
 
 
@@ -231,7 +232,8 @@ def _to_pandas(spark: SparkSession, frame: DataFrame) -> pd.DataFrame:
 def export_fma_csv(
     spark: SparkSession, table: str, csv_path: str | os.PathLike, *, overwrite: bool = False
 ) -> dict:
-    """Write the ``ok`` rows of the feature table at ``table`` as FMA's features.csv.
+    """Write the ``ok`` rows of the feature table at ``table`` (read with
+    :func:`fmagenre.tables.inputs.read_feature_rows`) as FMA's features.csv.
 
     One row per track id, sorted; rows without a track id (file names that are not FMA's)
     are left out, and so is all but the first path of a track id found under several paths.
@@ -256,11 +258,15 @@ def export_fma_csv(
     ------
     FileExistsError
         When ``csv_path`` exists and ``overwrite`` is false.
+    fmagenre.tables.inputs.InputTableError
+        When ``table`` does not exist, has no published chunk yet, or lacks columns.
     """
     target = Path(csv_path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists: pass --overwrite to replace it")
-    rows = read_features(spark, table)
+    rows = read_feature_rows(
+        spark, table, option="--input", columns=("track_id", "path", "status", *flat_names())
+    )
     counts = {
         row.kind: row["count"]
         for row in rows.select(
@@ -273,7 +279,7 @@ def export_fma_csv(
         .count()
         .collect()
     }
-    ok = rows.where((F.col("status") == "ok") & F.col("track_id").isNotNull())
+    ok = ok_rows(rows)
     frame = _to_pandas(spark, ok.select("track_id", "path", *flat_names()))
     frame = frame.sort_values(["track_id", "path"], na_position="first")
     unique = frame.drop_duplicates("track_id")

@@ -1,9 +1,8 @@
-"""The classifiers of the model comparison and the time-limited evaluation of one grid cell.
+"""The time-limited evaluation of one cell of the model comparison's grid.
 
-A cell is one algorithm fitted on one feature set of a training part and scored on a test
-part (accuracy, Cohen's kappa, macro F1, fit and predict seconds). The algorithms are the
-thesis' (Tables 3-6), with scikit-learn's and XGBoost's defaults, behind a standard scaler
-(and a PCA when the feature set asks for one).
+A cell is one algorithm (:mod:`fmagenre.analysis.algorithms`) fitted on one feature set of a
+training part and scored on a test part (accuracy, Cohen's kappa, macro F1, fit and predict
+seconds).
 
 A cell runs in a forked child process that the parent kills at the deadline: a thread could
 not be stopped, and a runaway fit would hold a core after its cell was given up. The child
@@ -24,81 +23,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
-from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
-from sklearn.naive_bayes import GaussianNB
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, LinearSVC
 from threadpoolctl import threadpool_limits
-from xgboost import XGBClassifier
 
+from fmagenre.analysis.algorithms import (
+    SLOW_KERNELS,
+    THESIS_MINUTES_ALL,
+    check_algorithms,
+    make_pipeline,
+)
 from fmagenre.audio.feature_sets import FeatureSet
 
-#: Algorithm names of the command line, with the thesis' labels, in its tables' order.
-ALGORITHMS: dict[str, str] = {
-    "lr": "LR",
-    "knn": "kNN",
-    "svc": "SVC",
-    "linsvc": "linSVC",
-    "rf": "RF",
-    "nb": "NB",
-    "qda": "QDA",
-    "xgb": "XGB",
-    "gbc": "GBC",
-}
-#: Kernel methods whose cost grows with the square of the training rows.
-SLOW_KERNELS = ("svc", "knn")
-#: Minutes per cell on all 518 columns in the thesis (Table 6; GBC from Table 4's ratio to
-#: XGB): a cost estimate to start the longest cells first.
-THESIS_MINUTES_ALL: dict[str, float] = {
-    "lr": 0.22, "knn": 41.1, "svc": 128.3, "linsvc": 26.7, "rf": 0.62, "nb": 0.15,
-    "qda": 0.45, "xgb": 118.4, "gbc": 190.0,
-}  # fmt: skip
 #: Seconds a cell may take unless told otherwise.
 DEFAULT_CELL_TIMEOUT = 3600.0
 SCORES = ("accuracy", "kappa", "macro_f1", "fit_s", "predict_s")
-
-
-def check_algorithms(names: Sequence[str]) -> None:
-    """Raise ValueError on an unknown or repeated algorithm name."""
-    for name in names:
-        if name not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {name!r} (choose from {', '.join(ALGORITHMS)})")
-    if len(set(names)) != len(names):
-        raise ValueError("an algorithm is named twice")
-
-
-def make_classifier(algorithm: str, *, seed: int = 0):
-    """An unfitted classifier, single-threaded, seeded where it draws at random."""
-    check_algorithms([algorithm])
-    factories = {
-        "lr": lambda: LogisticRegression(max_iter=1000),
-        "knn": lambda: KNeighborsClassifier(n_jobs=1),
-        "svc": lambda: SVC(random_state=seed),
-        "linsvc": lambda: LinearSVC(random_state=seed),
-        "rf": lambda: RandomForestClassifier(n_jobs=1, random_state=seed),
-        "nb": GaussianNB,
-        "qda": QuadraticDiscriminantAnalysis,
-        "xgb": lambda: XGBClassifier(tree_method="hist", n_jobs=1, random_state=seed),
-        "gbc": lambda: GradientBoostingClassifier(random_state=seed),
-    }
-    return factories[algorithm]()
-
-
-def make_pipeline(algorithm: str, *, pca_components: int = 0, seed: int = 0) -> Pipeline:
-    """Standard scaler, optional PCA to ``pca_components``, then the classifier."""
-    if pca_components < 0:
-        raise ValueError(f"pca_components must be >= 0, got {pca_components}")
-    steps = [("scale", StandardScaler())]
-    if pca_components:
-        steps.append(("pca", PCA(n_components=pca_components, random_state=seed)))
-    steps.append(("model", make_classifier(algorithm, seed=seed)))
-    return Pipeline(steps)
 
 
 def fit_and_score(
@@ -216,7 +154,7 @@ class Cell:
     feature_set : str
         Name of the feature set (for the report).
     algorithm : str
-        A key of :data:`ALGORITHMS`.
+        A key of :data:`fmagenre.analysis.algorithms.ALGORITHMS`.
     columns : tuple of int
         Indices of the data's columns the model sees.
     pca_components : int
@@ -291,7 +229,8 @@ def make_cells(
     """One cell per (feature set, algorithm), numbered from ``first_id`` in that order.
 
     ``columns`` are the data's columns, which the feature sets' columns index;
-    ``slow_kernel_rows`` (0: no limit) caps the training rows of :data:`SLOW_KERNELS`.
+    ``slow_kernel_rows`` (0: no limit) caps the training rows of
+    :data:`fmagenre.analysis.algorithms.SLOW_KERNELS`.
     """
     check_algorithms(list(algorithms))
     if slow_kernel_rows < 0:

@@ -1,0 +1,145 @@
+"""Python-worker side of feature extraction: Arrow batches of file bytes in, feature rows out.
+
+:func:`analyse_frames` is the function that the driver (:mod:`fmagenre.extraction.driver`)
+maps over the files with ``mapInPandas``. In each Spark Python worker it pins the thread pools,
+compiles numba's kernels once, and hands one file at a time to the worker's analysing child
+(:func:`fmagenre.extraction.isolation.analyse_isolated`), so that a failure on one file is that
+file's error row and never the worker's end.
+
+Memory. Spark runs one Python worker per executor core, outside the JVM heap. A worker holds
+one Arrow batch of ``batch_size`` files' bytes (twice: Arrow and pandas) and hands one file at
+a time to its analysing child, with BLAS, OpenMP and numba pinned to ``threads`` threads;
+``max_duration`` caps what is decoded of long tracks. On a 10-minute 44.1 kHz stereo MP3 a
+fresh worker is about 200 MiB resident and peaks at about 410 MiB, its child at about 710 MiB,
+pages shared with the worker included (``python -m fmagenre.bench spark --memory 600``).
+Budget 1.5 GiB per executor core for the Python side
+(``spark.executor.memoryOverhead`` on YARN), plus 2 x ``batch_size`` x the largest file, and
+a small JVM heap: the JVM only moves bytes and rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from pyspark.sql.types import LongType, StructField, StructType
+
+from fmagenre.audio.names import N_FEATURES, flat_names
+from fmagenre.platform.config import ExtractConfig
+from fmagenre.tables.feature_table import FEATURE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+#: Environment variables that size the thread pools of BLAS, OpenMP and numba.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: Error reason of files over ``max_file_mb``, which are not read.
+TOO_LARGE = "too_large"
+#: Columns produced by the Python workers: the table's, less those derived in Spark, plus the
+#: file's modification time in microseconds, passed through.
+RESULT_SCHEMA = StructType(
+    [
+        *(
+            f
+            for f in FEATURE_SCHEMA.fields
+            if f.name not in ("track_id", "features", "chunk_id", "modified_at", "settings")
+        ),
+        StructField("modified_us", LongType()),
+    ]
+)
+
+
+def pin_threads(threads: int) -> None:
+    """Limit BLAS, OpenMP and numba to ``threads`` in this process.
+
+    The variables reach libraries not loaded yet (numba reads its own at import); the
+    libraries already loaded (numpy's BLAS) are limited through threadpoolctl.
+    """
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[float]) -> pd.DataFrame:
+    """Worker output for one input batch: :data:`RESULT_SCHEMA`'s columns.
+
+    Feature columns are pandas' masked float32 arrays: the mask makes error rows null, while
+    the NaN of an undefined statistic stays NaN (a plain float column would turn it to null).
+    """
+    n = len(results)
+    values = np.full((n, N_FEATURES), np.nan, dtype=np.float32)
+    missing = np.ones(n, dtype=bool)
+    for i, result in enumerate(results):
+        if result.features is not None:
+            values[i] = result.features
+            missing[i] = False
+    by_column = np.ascontiguousarray(values.T)
+
+    def meta(name: str, dtype: str | None = None):
+        column = [getattr(r, name) for r in results]
+        return pd.array(column, dtype=dtype) if dtype else column
+
+    columns = {
+        "path": list(frame["path"]),
+        "file_size": pd.array(list(frame["file_size"]), dtype="Int64"),
+        "duration_s": meta("duration_s", "Float64"),
+        "sample_rate": meta("sample_rate", "Int32"),
+        "channels": meta("channels", "Int32"),
+        "format": meta("format"),
+        "analysed_s": meta("analysed_s", "Float64"),
+    }
+    for j, name in enumerate(flat_names()):
+        columns[name] = pd.arrays.FloatingArray(by_column[j], missing)
+    columns.update(
+        status=meta("status"),
+        error=meta("error"),
+        error_reason=meta("error_reason"),
+        extractor_version=meta("extractor_version"),
+        extract_s=pd.array(seconds, dtype="Float64"),
+        modified_us=pd.array(list(frame["modified_us"]), dtype="Int64"),
+    )
+    return pd.DataFrame(columns)
+
+
+def analyse_frames(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Iterator[pd.DataFrame]:
+    """Batches of (path, file_size, modified_us, content) to :data:`RESULT_SCHEMA` rows.
+
+    ``content`` is null for empty files, which Spark does not read, and for files over
+    ``max_file_mb``, which get error ``too_large``. Each file is analysed by the worker's
+    analysing child (:func:`fmagenre.extraction.isolation.analyse_isolated`): nothing raises and
+    nothing crashes the worker; a failure on one file is that file's error row.
+    """
+    pin_threads(config.threads)
+    # After pinning (numba reads its variable at import); compiled once, under a lock.
+    from fmagenre.audio import numba_cache
+    from fmagenre.audio.features import TrackFeatures
+    from fmagenre.extraction.isolation import analyse_isolated, fault_for
+
+    numba_cache.warm_up()
+    for frame in frames:
+        results, seconds = [], []
+        for path, size, content in zip(
+            frame["path"], frame["file_size"], frame["content"], strict=True
+        ):
+            started = time.perf_counter()
+            if content is None and size > 0:
+                detail = f"{size} bytes, over the max_file_mb limit of {config.max_file_mb} MiB"
+                result = TrackFeatures(None, "error", f"{TOO_LARGE}: {detail}", TOO_LARGE)
+            else:
+                result = analyse_isolated(
+                    content or b"",
+                    max_duration=config.max_duration,
+                    fma_compat=config.fma_compat,
+                    timeout_s=config.timeout_s,
+                    fault=fault_for(path, config.inject_fault),
+                )
+            seconds.append(time.perf_counter() - started)
+            results.append(result)
+            if result.status != "ok":
+                log.warning("%s: %s", path, result.error)
+        yield _result_frame(frame, results, seconds)

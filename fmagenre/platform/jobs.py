@@ -1,0 +1,241 @@
+"""The runner of the ``spark-submit`` jobs (``jobs/*.py``): options, configuration, session, exit.
+
+A job builds its parser with :func:`job_parser`, which adds the options every job shares
+(``--config``, ``--master``, ``--conf``) and the exit statuses to its ``--help``; its ``main``
+hands the parser and the job's function to :func:`run_job`, which parses the command line,
+sets up logging, loads the configuration once, builds the session (unless a test passes one)
+and calls the function with the session, the options and the configuration.
+
+One exit rule for every job (:data:`EXIT_STATUS`):
+
+* 0: done, rows that record a file's error included;
+* 2: the user must change something: an option (argparse's own usage errors exit 2 too), the
+  configuration file or ``--conf``, a path, the input data, an existing output. Every
+  :class:`~fmagenre.errors.InputError`, :class:`FileNotFoundError` and
+  :class:`FileExistsError` ends the job with one line on stderr, ``PROG: message``;
+* 1: the job failed for another reason: the exception propagates with its traceback.
+
+The argparse types of the jobs' options (:func:`int_range`, :data:`positive_int`,
+:func:`fraction`, :func:`comma_list`...) live here too, so that every job checks numbers and
+lists alike and says so in the same words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fmagenre.errors import InputError
+from fmagenre.platform.config import Config, load_config, parse_spark_overrides
+from fmagenre.platform.session import build_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+EXIT_DONE = 0
+EXIT_INPUT = 2
+#: The exit statuses, as every job's ``--help`` ends.
+EXIT_STATUS = (
+    "Exit status: 0 done (rows that record a file's error included); 2 something to change,"
+    " said in one line on stderr (an option, the configuration file or --conf, a path, the"
+    " input data, an existing output); 1 any other failure, with its traceback."
+)
+
+#: What a job does once its session is built: ``job(spark, args, config)``.
+JobFunction = Callable[["SparkSession", argparse.Namespace, Config], None]
+
+
+def job_parser(prog: str, description: str, *, notes: str = "") -> argparse.ArgumentParser:
+    """A job's parser with the shared options, its ``--help`` ending with ``notes`` and
+    :data:`EXIT_STATUS`.
+
+    ``--config``, ``--master`` and ``--conf`` come in a group of their own, after the
+    job's options.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=" ".join(filter(None, (notes, EXIT_STATUS)))
+    )
+    shared = parser.add_argument_group("configuration and Spark")
+    shared.add_argument(
+        "--config",
+        metavar="TOML",
+        help="local configuration file, e.g. conf/local.toml, conf/emr.toml (in YARN cluster"
+        " mode, ship it with spark-submit --files and give its name); its [spark] settings"
+        " apply where spark-submit's (--conf, --properties-file, spark-defaults) do not",
+    )
+    shared.add_argument(
+        "--master",
+        help="Spark master (local[4]...); default: spark-submit's, or local[*] under python",
+    )
+    shared.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="spark.NAME=VALUE",
+        help="Spark property, repeatable; wins over spark-submit's settings and --config's",
+    )
+    return parser
+
+
+def error_line(prog: str, error: BaseException) -> str:
+    """``PROG: first line of the message`` (the class name when the message is empty)."""
+    lines = str(error).strip().splitlines()
+    return f"{prog}: {lines[0] if lines else type(error).__name__}"
+
+
+def run_job(
+    parser: argparse.ArgumentParser,
+    job: JobFunction,
+    argv: Sequence[str] | None = None,
+    *,
+    spark: SparkSession | None = None,
+    configure: Callable[[argparse.Namespace, Config], Config] | None = None,
+    spark_conf: Callable[[Config], Mapping[str, str]] | None = None,
+) -> int:
+    """Run a job from its command line; return its exit status (see the module's rule).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The job's parser (:func:`job_parser`); its ``prog`` starts the error line.
+    job : callable
+        ``job(spark, args, config)``: the library call and the printed summary.
+    argv : sequence of str or None
+        The arguments; None reads ``sys.argv``.
+    spark : SparkSession or None
+        A session to use (the tests' shared one) instead of building one from the options.
+    configure : callable or None
+        ``configure(args, config)``: the configuration with the job's options applied
+        (e.g. the extraction's options over ``[extract]``); None keeps the file's.
+    spark_conf : callable or None
+        ``spark_conf(config)``: the Spark properties of the session; None takes ``[spark]``.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_DONE`, or :data:`EXIT_INPUT` after printing :func:`error_line`.
+
+    Raises
+    ------
+    SystemExit
+        From argparse: status 0 after ``--help``, 2 on a usage error.
+    Exception
+        Any error that is not the user's to fix, with its traceback (Python exits 1).
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per closed connection
+    try:
+        config = load_config(args.config)
+        if configure is not None:
+            config = configure(args, config)
+        overrides = parse_spark_overrides(args.conf)
+        if spark is None:
+            spark = build_session(
+                f"fmagenre-{parser.prog.replace('_', '-')}",
+                master=args.master,
+                conf=config.spark if spark_conf is None else spark_conf(config),
+                overrides=overrides,
+            )
+        job(spark, args, config)
+    except (InputError, FileNotFoundError, FileExistsError) as error:
+        print(error_line(parser.prog, error), file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_DONE
+
+
+# -- argparse types ------------------------------------------------------------------------
+
+
+def _bounded(kind: type, text: str, what: str, *, low, high=None, low_open=False, high_open=False):
+    """``kind(text)`` within the bounds, or ArgumentTypeError saying it must be ``what``."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    above = value > low if low_open else value >= low
+    below = high is None or (value < high if high_open else value <= high)
+    if not (above and below):  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer from ``low`` to ``high`` (no upper bound when None)."""
+    what = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def parse(text: str) -> int:
+        return _bounded(int, text, what, low=low, high=high)
+
+    return parse
+
+
+#: argparse type: an integer > 0.
+positive_int = int_range(1)
+#: argparse type: an integer >= 0.
+non_negative_int = int_range(0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    return _bounded(float, text, "a number > 0", low=0, low_open=True)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    return _bounded(float, text, "a number >= 0", low=0)
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    return _bounded(
+        float, text, "a number > 0 and < 1", low=0, high=1, low_open=True, high_open=True
+    )
+
+
+def share(text: str) -> float:
+    """argparse type: a number > 0 and <= 1."""
+    return _bounded(float, text, "a number > 0 and <= 1", low=0, high=1, low_open=True)
+
+
+def cores(text: str) -> int:
+    """argparse type: a number of cores, or -1 for all of them."""
+    if text.strip() == "-1":
+        return -1
+    return _bounded(int, text, "an integer >= 1, or -1 for all cores", low=1)
+
+
+def comma_list(
+    item: Callable[[str], Any] = str,
+    *,
+    choices: Iterable[str] | None = None,
+    allow_empty: bool = False,
+) -> Callable[[str], list]:
+    """argparse type: comma-separated items, each read by ``item``.
+
+    An empty or repeated item, or one not in ``choices`` (when given), is refused; so is
+    ``''``, which gives ``[]`` with ``allow_empty``.
+    """
+    allowed = None if choices is None else tuple(choices)
+
+    def parse(text: str) -> list:
+        if not text.strip():
+            if allow_empty:
+                return []
+            raise argparse.ArgumentTypeError("give at least one item")
+        items = [part.strip() for part in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"empty item in {text!r}")
+        for name in items:
+            if allowed is not None and name not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"invalid choice: {name!r} (choose from {', '.join(allowed)})"
+                )
+            if items.count(name) > 1:
+                raise argparse.ArgumentTypeError(f"{name!r} is given twice")
+        return [item(name) for name in items]
+
+    return parse

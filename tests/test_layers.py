@@ -1,0 +1,130 @@
+"""The package's layers: which sub-package may import which, and where pyspark may appear.
+
+Every ``import`` and ``from ... import`` of every module is read from its source (those inside
+functions included), so that a lazy import cannot break the rules unnoticed.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fmagenre"
+
+BOTTOM = {"errors"}
+#: Sub-packages each sub-package may import (itself and ``fmagenre.errors`` always).
+ALLOWED = {
+    "": {"audio"},  # fmagenre/__init__.py sets up the numba cache
+    "errors": set(),
+    "audio": set(),
+    "labels": set(),
+    "metrics": set(),
+    "platform": set(),
+    "tables": {"audio", "labels", "platform"},
+    "extraction": {"audio", "labels", "platform", "tables"},
+    "ml": {"audio", "labels", "metrics", "platform", "tables", "extraction"},
+    "analysis": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    "synthetic": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
+    | {"analysis", "synthetic"},
+}
+#: Sub-packages that run without Spark: no pyspark import at all.
+SPARK_FREE = {"", "errors", "audio", "labels", "metrics"}
+
+
+def _layer(module: str) -> str:
+    """``fmagenre.audio.features`` -> ``audio``; ``fmagenre`` -> ``""``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imports(source: str, module: str) -> set[str]:
+    """Absolute names of the modules that ``source`` (module ``module``) imports."""
+    found = set()
+    package = module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found |= {f"{base}.{alias.name}" for alias in node.names} | {base}
+    return found
+
+
+def violations(module: str, source: str) -> list[str]:
+    """The imports of ``module`` that break the layer rules: one line per forbidden layer."""
+    layer = _layer(module)
+    found = {}
+    for name in sorted(imports(source, module)):
+        top = name.split(".")[0]
+        if top == "pyspark" and layer in SPARK_FREE:
+            found.setdefault("pyspark", f"{module} imports {name}: it runs without Spark")
+        if top != "fmagenre" or name == "fmagenre":
+            continue
+        target = _layer(name)
+        if target not in (layer, *BOTTOM) and target not in ALLOWED[layer]:
+            found.setdefault(target, f"{module} imports {name}: {layer} may not use {target}")
+    return list(found.values())
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        yield name, path
+
+
+def test_every_module_belongs_to_a_known_layer():
+    assert {_layer(name) for name, _ in _modules()} == set(ALLOWED)
+
+
+def test_no_module_imports_a_higher_layer():
+    broken = [line for name, path in _modules() for line in violations(name, path.read_text())]
+    assert broken == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("fmagenre.audio.x", "import pyspark.sql", "it runs without Spark"),
+        ("fmagenre.labels.x", "def f():\n    from fmagenre.tables import y", "may not use tables"),
+        ("fmagenre.tables.x", "from ..ml import training", "may not use ml"),
+        ("fmagenre.ml.x", "from fmagenre.analysis.inputs import z", "may not use analysis"),
+        ("fmagenre.platform.x", "from fmagenre.audio import names", "may not use audio"),
+        ("fmagenre.analysis.x", "import fmagenre.synthetic.music", "may not use synthetic"),
+    ],
+)
+def test_the_checker_sees_each_kind_of_broken_rule(module, source, expected):
+    (found,) = violations(module, source)
+    assert expected in found
+
+
+def test_the_checker_accepts_allowed_imports():
+    source = "from fmagenre.errors import InputError\nfrom . import names\nimport numpy"
+    assert violations("fmagenre.audio.x", source) == []
+    assert violations("fmagenre.ml.x", "from fmagenre.tables.inputs import read") == []
+
+
+def test_the_spark_free_layers_load_no_pyspark():
+    modules = [name for name, _ in _modules() if _layer(name) in SPARK_FREE]
+    code = textwrap.dedent(
+        f"""
+        import importlib, sys
+        for name in {modules!r}:
+            if not name.endswith("__main__"):
+                importlib.import_module(name)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "pyspark"))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert result.stdout.strip() == "[]"
