@@ -121,3 +121,10 @@ def trained_model(spark, training_tables):
     assert code == 0
     metrics = json.loads((output / "metrics.json").read_text())
     return SimpleNamespace(output=output, printed=printed.getvalue(), metrics=metrics)
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses :func:`trained_model` is slow: the model takes about a minute."""
+    for item in items:
+        if "trained_model" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)

@@ -22,6 +22,8 @@ from job_loader import load_job
 
 from fmagenre.synthetic.sample import generate_sample
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 STYLES = ["Rock", "Classical", "Hip-Hop"]
 SEARCH_SMALL = ROOT / "conf" / "search_small.toml"

@@ -14,6 +14,8 @@ from fmagenre.audio.names import flat_names
 from fmagenre.platform.figures import PNG_SIGNATURE
 from fmagenre.synthetic.feature_tables import write_synthetic_tables
 
+pytestmark = pytest.mark.slow
+
 GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk")
 SETS = ("mfcc", "zcr", "all", "selected")
 ALGORITHMS = ("lr", "nb", "qda")

@@ -19,6 +19,8 @@ from fmagenre.synthetic.feature_tables import synthetic_rows
 from fmagenre.synthetic.metadata_writer import write_fma_metadata
 from fmagenre.tables.label_table import write_label_table
 
+pytestmark = pytest.mark.slow
+
 TOPS = {"Rock": 12, "Electronic": 15, "Hip-Hop": 21, "Folk": 17, "Pop": 10}
 SUBS = [(25, 12, "Punk"), (181, 15, "Techno"), (539, 21, "Rap"), (49, 17, "Singer-Songwriter")]
 ERRORS = ("truncated", "truncated", "silent")

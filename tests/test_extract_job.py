@@ -15,6 +15,8 @@ from fmagenre.audio.features import EXTRACTOR_VERSION, extract_file
 from fmagenre.audio.names import flat_names
 from fmagenre.tables.feature_table import FEATURE_SCHEMA, MARKER, read_features
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 TWO_FILES = {"part-00000.parquet", "part-00001.parquet"}
 BAD_REASONS = ("empty", "truncated", "not_audio", "silent")

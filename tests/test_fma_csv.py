@@ -103,6 +103,7 @@ def test_parse_header_names_what_is_wrong(kind, message):
     assert str(caught.value).startswith("f.csv: ") and message in str(caught.value)
 
 
+@pytest.mark.slow
 def test_import_hand_written_features_csv(spark, tmp_path, capsys):
     rng = np.random.default_rng(0)
     csv = _hand_written(
@@ -163,6 +164,7 @@ def test_import_rejects_a_file_not_in_fma_layout(spark, tmp_path, capsys):
     assert "2 line(s); FMA's features.csv starts with 4 header lines" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_reads_back_with_fmas_loader_and_imports_equal(
     spark, sample_corpus, tmp_path, capsys
 ):

@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from fmagenre.platform.session import ensure_java
 from fmagenre.tables.feature_table import MARKER, read_features
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = 8

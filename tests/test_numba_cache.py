@@ -18,6 +18,8 @@ import soundfile as sf
 from fmagenre.audio import features
 from fmagenre.synthetic.music import render
 
+pytestmark = pytest.mark.slow
+
 NOBODY = 65534
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 

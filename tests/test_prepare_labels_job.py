@@ -101,6 +101,7 @@ def test_bad_metadata_is_one_line_and_exit_2(job, tmp_path, capsys):
     assert error.count("\n") == 1 and "tracks.csv: header line 1" in error
 
 
+@pytest.mark.slow
 def test_cli_wrong_path_exits_2_without_traceback(tmp_path):
     result = _run_cli("--metadata", str(tmp_path / "missing"), "--output", str(tmp_path / "o"))
     assert result.returncode == 2

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fmagenre.platform.session import find_java_home
+
+pytestmark = pytest.mark.slow
 
 # A job on the runner: its session from --config, --master and --conf.
 SCRIPT = """\
