@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fmagenre.audio.names import flat_names
+from fmagenre.extraction.worker import THREAD_VARS
 
 #: (style, sample rate) of the generated files: the rates of the feature tests.
 TRACKS = (
@@ -31,7 +32,6 @@ TRACKS = (
     ("Electronic", 11025),
     ("Folk", 8000),
 )
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def emulated_avx2_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+from fmagenre.extraction.worker import THREAD_VARS
 
 
 def _single_threaded_env() -> dict[str, str]:

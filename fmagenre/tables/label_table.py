@@ -5,7 +5,7 @@ The metadata files are read through Hadoop (:func:`read_metadata`) and parsed by
 (:func:`fmagenre.labels.imputation.build_label_table`); Spark only writes it. So both the metadata
 and
 the output may be any Hadoop path (local, ``file://``, ``hdfs://``, ``s3://``, ``s3a://``). The
-summary goes to ``summary.json`` in the directory that holds the table, through the same
+summary goes to ``_summary.json`` in the directory that holds the table, through the same
 Hadoop file system.
 """
 
