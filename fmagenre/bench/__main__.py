@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from fmagenre.extraction.worker import THREAD_VARS
+from fmagenre.platform.threads import THREAD_VARS
 
 COMMANDS = {
     "extract": ("extract", "fmagenre.audio.features vs the plain librosa recipe"),

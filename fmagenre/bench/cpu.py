@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fmagenre.audio.names import flat_names
-from fmagenre.extraction.worker import THREAD_VARS
+from fmagenre.platform.threads import thread_env
 
 #: (style, sample rate) of the generated files: the rates of the feature tests.
 TRACKS = (
@@ -50,7 +49,7 @@ def emulated_avx2_env() -> dict[str, str]:
 def _features(files: list[Path], extra_env: dict[str, str]) -> np.ndarray:
     """(files, 518) float64 features from ``python -m fmagenre.audio.features`` in a fresh
     process."""
-    env = {**os.environ, **{var: "1" for var in THREAD_VARS}, **extra_env}
+    env = {**thread_env(1), **extra_env}
     out = subprocess.run(
         [sys.executable, "-m", "fmagenre.audio.features", "--format", "json", *map(str, files)],
         env=env,

@@ -7,7 +7,6 @@ on one generated track: speed (alternating runs, medians), peak memory, agreemen
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -15,13 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmagenre.extraction.worker import THREAD_VARS
-
-
-def _single_threaded_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({var: "1" for var in THREAD_VARS})
-    return env
+from fmagenre.platform.threads import thread_env
 
 
 def _write_track(path: Path, *, duration: float, sr: int) -> None:
@@ -48,7 +41,7 @@ def _peak_rss_mib(call: str, path: Path) -> float:
     code = _PEAK_RSS_CODE.format(call=call)
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)],
-        env=_single_threaded_env(),
+        env=thread_env(1),
         capture_output=True,
         text=True,
         check=True,

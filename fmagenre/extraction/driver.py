@@ -33,10 +33,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fmagenre.audio.names import flat_names
-from fmagenre.extraction.worker import RESULT_SCHEMA, THREAD_VARS, analyse_frames
+from fmagenre.extraction.worker import RESULT_SCHEMA, analyse_frames
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs
 from fmagenre.platform.session import session_settings
+from fmagenre.platform.threads import THREAD_VARS
 from fmagenre.tables.feature_table import (
     check_output,
     chunk_id,

@@ -30,12 +30,11 @@ from pyspark.sql.types import LongType, StructField, StructType
 
 from fmagenre.audio.names import N_FEATURES, flat_names
 from fmagenre.platform.config import ExtractConfig
+from fmagenre.platform.threads import THREAD_VARS
 from fmagenre.tables.feature_table import FEATURE_SCHEMA
 
 log = logging.getLogger(__name__)
 
-#: Environment variables that size the thread pools of BLAS, OpenMP and numba.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 #: Error reason of files over ``max_file_mb``, which are not read.
 TOO_LARGE = "too_large"
 #: Columns produced by the Python workers: the table's, less those derived in Spark, plus the

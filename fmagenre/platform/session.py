@@ -27,10 +27,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from fmagenre.errors import InputError
+
 SUPPORTED_JAVA = (17, 21)
 
 
-class JavaNotFoundError(RuntimeError):
+class JavaNotFoundError(InputError, RuntimeError):
     """No Java 17 or 21 could be found for Spark."""
 
 
