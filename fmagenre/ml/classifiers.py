@@ -42,11 +42,6 @@ from fmagenre.ml.search_space import LogUniform
 
 #: Model names, in the ensemble's column order.
 MODEL_NAMES = ("lr", "svc", "xgb")
-MODEL_TITLES = {
-    "lr": "logistic regression (multinomial)",
-    "svc": "linear SVC (one-vs-rest)",
-    "xgb": "XGBoost",
-}
 LABEL_COL = "label"
 WEIGHT_COL = "weight"
 #: Intermediate columns, dropped by the ensemble once each model has run.
