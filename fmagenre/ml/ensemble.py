@@ -93,9 +93,14 @@ def _check_labels(labels: Sequence[str]) -> None:
         raise ValueError(f"labels must be unique and not empty, got {list(labels)}")
 
 
-def _check_features(columns: Sequence[str], features: Sequence[str]) -> None:
+def _missing(columns: Sequence[str], features: Sequence[str]) -> list[str]:
+    """The ``features`` that ``columns`` lacks, in the order of ``features``."""
     present = set(columns)
-    missing = [column for column in features if column not in present]
+    return [column for column in features if column not in present]
+
+
+def _check_features(columns: Sequence[str], features: Sequence[str]) -> None:
+    missing = _missing(columns, features)
     if missing:
         raise ValueError(
             f"the input lacks {len(missing)} feature column(s): {shown_names(missing)}"
@@ -425,8 +430,7 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
 
     def missing_features(self, columns: Sequence[str]) -> list[str]:
         """The feature columns the model reads that ``columns`` lacks, in the model's order."""
-        present = set(columns)
-        return [column for column in self.getFeatureCols() if column not in present]
+        return _missing(columns, self.getFeatureCols())
 
     def vote(self) -> Column:
         """The winning class index of the sub-models' vote columns."""
