@@ -134,14 +134,6 @@ def parse_combination(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def parse_name_list(text: str) -> list[str]:
-    """``"a, b,c"`` as ``["a", "b", "c"]``; an empty item raises FeatureSetError."""
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise FeatureSetError(f"empty item in the list {text!r}")
-    return items
-
-
 def parse_column_list(text: str, *, source: str = "column list") -> tuple[str, ...]:
     """The columns of a column-list file's text, checked (:func:`check_columns`), in FMA's order.
 

@@ -24,16 +24,16 @@ import time
 import pandas as pd
 from pyspark.sql.types import FloatType, LongType, StringType, StructField, StructType
 
-from fmagenre.analysis.algorithms import ALGORITHMS, check_algorithms
+from fmagenre.analysis.algorithms import ALGORITHMS
 from fmagenre.analysis.compare import compare
 from fmagenre.audio.feature_sets import (
     THESIS_COMBINATIONS,
     THESIS_PCA_COMPONENTS,
     build_feature_sets,
     choose_feature_sets,
-    parse_name_list,
 )
 from fmagenre.audio.names import flat_names
+from fmagenre.platform.jobs import comma_list
 from fmagenre.platform.session import build_session
 from fmagenre.synthetic.feature_tables import THESIS_GENRE_SHARES, THESIS_ROWS, synthetic_rows
 
@@ -137,8 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmagenre.bench analysis", description=__doc__)
     parser.add_argument("--rows", type=int, default=THESIS_ROWS, help="tracks (%(default)s)")
     parser.add_argument("--cores", type=int, default=2, help="local[N] (default %(default)s)")
-    parser.add_argument("--algorithms", help=f"subset of {','.join(ALGORITHMS)} (default all)")
-    parser.add_argument("--feature-sets", help="subset of the thesis' 19 sets (default all)")
+    parser.add_argument(
+        "--algorithms",
+        type=comma_list(choices=ALGORITHMS),
+        help=f"subset of {','.join(ALGORITHMS)} (default all)",
+    )
+    parser.add_argument(
+        "--feature-sets", type=comma_list(), help="subset of the thesis' 19 sets (default all)"
+    )
     parser.add_argument(
         "--max-train-rows", type=int, default=0, help="cap on training tracks, 0: all (default)"
     )
@@ -153,13 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 100 or args.cores < 1 or args.max_train_rows < 0 or args.slow_kernel_rows < 0:
         parser.error("need --rows >= 100, --cores >= 1 and non-negative row caps")
     try:
-        algorithms = parse_name_list(args.algorithms) if args.algorithms else list(ALGORITHMS)
-        check_algorithms(algorithms)
+        algorithms = args.algorithms or list(ALGORITHMS)
         available = build_feature_sets(
             combinations=THESIS_COMBINATIONS, pca_components=THESIS_PCA_COMPONENTS
         )
-        names = parse_name_list(args.feature_sets) if args.feature_sets else None
-        sets = choose_feature_sets(available, names)
+        sets = choose_feature_sets(available, args.feature_sets)
     except ValueError as error:
         parser.error(str(error))
 
