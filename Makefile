@@ -27,7 +27,7 @@ SPARK_SUBMIT = JAVA_HOME=$(JAVA_HOME) PYSPARK_PYTHON=$(abspath $(BIN)/python) \
 	--conf spark.ui.showConsoleProgress=false --conf spark.log.level=WARN
 PYTEST35 = JAVA_HOME=$(JAVA_HOME) $(VENV35)/bin/pytest -q $(SPARK35_TESTS)
 
-.PHONY: run test test-fast test-spark35 lint bench clean
+.PHONY: run test test-fast test-spark35 lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ $(SAMPLE)/.done: $(STAMP)
 	$(BIN)/python -m fmagenre.synthetic.sample $(SAMPLE)
 	touch $@
 
-run: $(SAMPLE)/.done
+run: $(SAMPLE)/.done chromium
 	$(SPARK_SUBMIT) jobs/extract_features.py --config conf/local.toml \
 		--input $(SAMPLE)/fma_full --output $(OUT)/features
 	$(SPARK_SUBMIT) jobs/prepare_labels.py --metadata $(SAMPLE)/fma_metadata \
@@ -61,17 +61,37 @@ run: $(SAMPLE)/.done
 		--labels $(OUT)/labels --output $(OUT)/model --overwrite $(TRAIN_ARGS)
 	$(SPARK_SUBMIT) jobs/predict.py --config conf/local.toml --model $(OUT)/model \
 		--input $(SAMPLE)/fma_full --output $(OUT)/predictions --overwrite
+	$(SPARK_SUBMIT) jobs/segments.py --config conf/local.toml --model $(OUT)/model \
+		--input $(SAMPLE)/fma_full --output $(OUT)/timeline --labels $(OUT)/labels --overwrite
+	$(BIN)/python -m fmagenre.timeline.browser screenshot $(OUT)/timeline/pages/2.html \
+		$(OUT)/timeline/screenshot.png
 	@echo "done: features $(OUT)/features, labels $(OUT)/labels, model $(OUT)/model,"\
-		"predictions $(OUT)/predictions"
+		"predictions $(OUT)/predictions, timeline $(OUT)/timeline"
 	@echo "report: $(OUT)/model/report.md"
+	@echo "timeline: $(OUT)/timeline/pages/index.html (screenshot $(OUT)/timeline/screenshot.png)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint $(STAMP35)
+test: lint chromium $(STAMP35)
 	$(BIN)/pytest -q
 	$(PYTEST35)
+
+# The genre-timeline pages' tests and `make run`'s screenshot drive a real headless Chromium (Debian's package: it plays
+# MP3); FMAGENRE_CHROMIUM names another binary. Installed with apt-get where missing.
+CHROMIUM := $(or $(FMAGENRE_CHROMIUM),/usr/bin/chromium)
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "$(CHROMIUM) is missing and installing it needs root: run" \
+		"'apt-get install chromium' as root (or set FMAGENRE_CHROMIUM to a Chromium binary)"; \
+		exit 1; fi; \
+	echo "installing Chromium (apt-get install chromium) for the timeline pages' tests"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+		chromium >/dev/null || { echo "apt-get install chromium failed: install Chromium" \
+		"yourself, or set FMAGENRE_CHROMIUM to its binary"; exit 1; }
 
 # The quick loop while working: everything but the tests marked slow (whole jobs, processes).
 test-fast: $(STAMP)

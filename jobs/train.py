@@ -111,6 +111,14 @@ def make_parser() -> argparse.ArgumentParser:
         " (set it on a cluster: executors x cores / spark.task.cpus)",
     )
     parser.add_argument(
+        "--windows",
+        action="store_true",
+        help="FEATURES holds windows of tracks (OUTPUT/windows of jobs/segments.py"
+        " --keep-features), several per track: a model for genre timelines; the search"
+        " sample and the folds take whole tracks, --search-rows counts tracks, the test"
+        " scores count windows",
+    )
+    parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of samples, folds, candidates"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
@@ -128,6 +136,7 @@ def train(spark: SparkSession, args: argparse.Namespace, config: Config) -> None
         seed=args.seed,
         class_weights=args.class_weights,
         search_rows=args.search_rows,
+        windows=args.windows,
         xgb_workers=args.xgb_workers,
         overwrite=args.overwrite,
     )

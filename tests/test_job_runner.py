@@ -33,6 +33,7 @@ REQUIRED = {
     "import_fma_features": ["--csv", "c", "--output", "o"],
     "predict": ["--model", "m", "--input", "i", "--output", "o"],
     "prepare_labels": ["--metadata", "m", "--output", "o"],
+    "segments": ["--model", "m", "--input", "i", "--output", "o"],
     "select_features": ["--features", "f", "--labels", "l", "--output", "o"],
     "train": ["--features", "f", "--labels", "l", "--output", "o"],
 }

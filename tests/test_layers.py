@@ -30,8 +30,9 @@ ALLOWED = {
     "ml": {"audio", "labels", "metrics", "platform", "tables", "extraction"},
     "analysis": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
     "synthetic": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    "timeline": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
     "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
-    | {"analysis", "synthetic"},
+    | {"analysis", "synthetic", "timeline"},
 }
 #: Sub-packages that run without Spark: no pyspark import at all.
 SPARK_FREE = {"", "errors", "audio", "labels", "metrics"}

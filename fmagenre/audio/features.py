@@ -43,6 +43,7 @@ from scipy import stats
 
 from fmagenre.audio import decode, numba_cache
 from fmagenre.audio.names import FAMILY_SIZES, N_FEATURES, feature_index, flat_names
+from fmagenre.audio.windows import check_window, window_bounds
 
 N_FFT = 2048
 HOP = 512
@@ -57,9 +58,11 @@ __all__ = [
     "EXTRACTOR_VERSION",
     "N_FEATURES",
     "TrackFeatures",
+    "WindowFeatures",
     "analyse",
     "extract",
     "extract_file",
+    "extract_windows",
     "feature_index",
     "feature_names",
     "flat_names",
@@ -338,6 +341,37 @@ def extract(y: np.ndarray, sr: int, *, fma_compat: bool = True) -> np.ndarray:
         return _statistics(rows)
 
 
+def extract_windows(
+    y: np.ndarray, sr: int, *, window: float, hop: float, fma_compat: bool = True
+) -> WindowFeatures:
+    """The 518 features of each window of a mono signal (:mod:`fmagenre.audio.windows`' rule).
+
+    Each window gets the recipe of :func:`extract` on its own samples, as if it were a track.
+
+    Raises
+    ------
+    ValueError
+        As :func:`extract`, or when ``hop`` is not in ``(0, window]``.
+    """
+    bounds = window_bounds(np.asarray(y).size, sr, window=window, hop=hop)
+    values = np.stack([extract(y[a:b], sr, fma_compat=fma_compat) for a, b in bounds])
+    return WindowFeatures(
+        start_s=np.array([a / sr for a, _ in bounds]),
+        end_s=np.array([b / sr for _, b in bounds]),
+        values=values,
+    )
+
+
+@dataclass
+class WindowFeatures:
+    """Features of successive windows of a track: row ``k`` covers ``start_s[k]..end_s[k]``."""
+
+    start_s: np.ndarray
+    end_s: np.ndarray
+    #: float32, (windows, 518), in FMA's order.
+    values: np.ndarray
+
+
 @dataclass
 class TrackFeatures:
     """What extracting one file gives: its features, or why there are none."""
@@ -354,6 +388,8 @@ class TrackFeatures:
     channels: int | None = None
     format: str | None = None
     extractor_version: str = field(default=EXTRACTOR_VERSION)
+    #: The windows' features, when asked for and the track's features exist.
+    windows: WindowFeatures | None = None
 
 
 def analyse(
@@ -362,13 +398,19 @@ def analyse(
     max_duration: float = decode.DEFAULT_MAX_DURATION,
     fma_compat: bool = True,
     on_decoded: Callable[[float], None] | None = None,
+    window: float | None = None,
+    hop: float | None = None,
 ) -> TrackFeatures:
     """Decode and extract one file, turning every failure into a result, never an exception.
 
     Digital silence (all samples zero) is reported as error reason ``silent``: its features
     exist but carry no information about the music. ``on_decoded`` is called with the
-    seconds to analyse once the file is decoded, before the features are computed.
+    seconds to analyse once the file is decoded, before the features are computed. With
+    ``window`` (seconds) the result also holds the features of the windows of ``window``
+    seconds every ``hop`` seconds (default: ``window``), from the same decoded samples.
     """
+    if window is not None:
+        check_window(window, window if hop is None else hop)
     numba_cache.warm_up()
     try:
         decoded = decode.decode(source, max_duration=max_duration)
@@ -388,10 +430,16 @@ def analyse(
         return TrackFeatures(None, "error", f"silent: {detail}", "silent", **meta)
     try:
         values = extract(decoded.y, decoded.sr, fma_compat=fma_compat)
+        windows = None
+        if window is not None:
+            step = window if hop is None else hop
+            windows = extract_windows(
+                decoded.y, decoded.sr, window=window, hop=step, fma_compat=fma_compat
+            )
     except (ValueError, librosa.ParameterError, MemoryError) as exc:
         reason = "out_of_memory" if isinstance(exc, MemoryError) else "feature_error"
         return TrackFeatures(None, "error", f"{reason}: {exc}", reason, **meta)
-    return TrackFeatures(values, "ok", **meta)
+    return TrackFeatures(values, "ok", windows=windows, **meta)
 
 
 def extract_file(

@@ -33,7 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fmagenre.audio.names import flat_names
-from fmagenre.extraction.worker import RESULT_SCHEMA, analyse_frames
+from fmagenre.extraction.worker import RESULT_SCHEMA, WINDOW_SCHEMA, analyse_frames
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs
 from fmagenre.platform.session import session_settings
@@ -178,15 +178,22 @@ def file_source_conf(
 
 
 def extraction_frame(
-    spark: SparkSession, files: Sequence[ListedFile], config: ExtractConfig
+    spark: SparkSession,
+    files: Sequence[ListedFile],
+    config: ExtractConfig,
+    *,
+    window: float | None = None,
+    hop: float | None = None,
 ) -> DataFrame:
     """A lazy DataFrame of the feature rows of ``files`` (as listed by :func:`list_inputs`).
 
     Empty files and files over ``config.max_file_mb`` are not read. The rows have every
-    column of :data:`fmagenre.tables.feature_table.FEATURE_SCHEMA` but ``chunk_id``. Run its action
-    within :func:`fmagenre.platform.session.session_settings` of :func:`file_source_conf`, so that
-    the
-    files are spread over the tasks where they are read.
+    column of :data:`fmagenre.tables.feature_table.FEATURE_SCHEMA` but ``chunk_id``; with
+    ``window`` (seconds, every ``hop``), those of
+    :data:`fmagenre.extraction.worker.WINDOW_SCHEMA` and ``track_id``: a row per file, then
+    one per window. Run its action within :func:`fmagenre.platform.session.session_settings`
+    of :func:`file_source_conf`, so that the files are spread over the tasks where they are
+    read.
     """
     readable = _readable(files, config)
     unread = sorted(set(files) - set(readable))
@@ -208,6 +215,11 @@ def extraction_frame(
                 [tuple(f) for f in unread], "path string, file_size long, modified_us long"
             ).withColumn("content", F.lit(None).cast("binary"))
         )
+    if window is not None:
+        windows = reduce(DataFrame.unionByName, sources).mapInPandas(
+            partial(analyse_frames, config=config, window=window, hop=hop), WINDOW_SCHEMA
+        )
+        return windows.withColumn("track_id", track_id_column(F.col("path")))
     results = reduce(DataFrame.unionByName, sources).mapInPandas(
         partial(analyse_frames, config=config), RESULT_SCHEMA
     )

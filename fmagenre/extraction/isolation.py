@@ -208,6 +208,8 @@ def analyse_isolated(
     fma_compat: bool,
     timeout_s: float = 0.0,
     fault: str | None = None,
+    window: float | None = None,
+    hop: float | None = None,
 ) -> TrackFeatures:
     """:func:`fmagenre.audio.features.analyse` of ``content`` in the analysing child; never raises.
 
@@ -221,6 +223,8 @@ def analyse_isolated(
         Time limit of the analysis in seconds; 0 scales it with the audio's duration.
     fault : str or None
         A fault the child injects (see the module's doc); tests only.
+    window, hop : float or None
+        Also the features of windows, as :func:`fmagenre.audio.features.analyse` computes them.
     """
     global _child
     if _child is None or _child.owner != os.getpid():
@@ -232,6 +236,8 @@ def analyse_isolated(
             return TrackFeatures(None, "error", detail, "fork_failed")
     child = _child
     settings = {"max_duration": max_duration, "fma_compat": fma_compat}
+    if window is not None:
+        settings.update(window=window, hop=hop)
     started = time.monotonic()
     deadline = started + (timeout_s or BASE_TIMEOUT_S)
     buffer, result, analysed_s, ended = b"", None, None, True

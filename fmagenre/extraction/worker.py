@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from pyspark.sql.types import LongType, StructField, StructType
+from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
 
 from fmagenre.audio.names import N_FEATURES, flat_names
 from fmagenre.platform.config import ExtractConfig
@@ -47,6 +47,24 @@ RESULT_SCHEMA = StructType(
             if f.name not in ("track_id", "features", "chunk_id", "modified_at", "settings")
         ),
         StructField("modified_us", LongType()),
+    ]
+)
+
+
+#: Rows of a windowed analysis (:func:`analyse_frames` with ``window``): per file, one row
+#: with a null ``window`` (the whole track, or the file's error), then one row per window.
+WINDOW_SCHEMA = StructType(
+    [
+        *(
+            f
+            for f in RESULT_SCHEMA.fields
+            if f.name in ("path", "file_size", "duration_s", "sample_rate", "analysed_s")
+        ),
+        StructField("window", IntegerType()),
+        StructField("start_s", DoubleType()),
+        StructField("end_s", DoubleType()),
+        *(f for f in RESULT_SCHEMA.fields if f.name in flat_names()),
+        *(f for f in RESULT_SCHEMA.fields if f.name in ("status", "error", "error_reason")),
     ]
 )
 
@@ -105,8 +123,61 @@ def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[floa
     return pd.DataFrame(columns)
 
 
-def analyse_frames(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Iterator[pd.DataFrame]:
-    """Batches of (path, file_size, modified_us, content) to :data:`RESULT_SCHEMA` rows.
+def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
+    """Worker output of a windowed analysis: :data:`WINDOW_SCHEMA`'s columns."""
+    rows, values = [], []
+    for path, size, result in zip(frame["path"], frame["file_size"], results, strict=True):
+        file = {
+            "path": path,
+            "file_size": size,
+            "duration_s": result.duration_s,
+            "sample_rate": result.sample_rate,
+            "analysed_s": result.analysed_s,
+            "status": result.status,
+            "error": result.error,
+            "error_reason": result.error_reason,
+        }
+        rows.append({**file, "window": None, "start_s": 0.0, "end_s": result.analysed_s})
+        values.append(result.features)
+        windows = result.windows
+        for k in range(0 if windows is None else len(windows.start_s)):
+            rows.append(
+                {**file, "window": k, "start_s": windows.start_s[k], "end_s": windows.end_s[k]}
+            )
+            values.append(windows.values[k])
+    table = np.full((len(rows), N_FEATURES), np.nan, dtype=np.float32)
+    missing = np.array([v is None for v in values], dtype=bool)
+    for i, v in enumerate(values):
+        if v is not None:
+            table[i] = v
+    out = pd.DataFrame(rows)
+    columns = {
+        "path": out["path"],
+        "file_size": pd.array(out["file_size"], dtype="Int64"),
+        "duration_s": pd.array(out["duration_s"], dtype="Float64"),
+        "sample_rate": pd.array(out["sample_rate"], dtype="Int32"),
+        "analysed_s": pd.array(out["analysed_s"], dtype="Float64"),
+        "window": pd.array(out["window"], dtype="Int32"),
+        "start_s": pd.array(out["start_s"], dtype="Float64"),
+        "end_s": pd.array(out["end_s"], dtype="Float64"),
+    }
+    by_column = np.ascontiguousarray(table.T)
+    for j, name in enumerate(flat_names()):
+        columns[name] = pd.arrays.FloatingArray(by_column[j], missing)
+    for name in ("status", "error", "error_reason"):
+        columns[name] = out[name]
+    return pd.DataFrame(columns)
+
+
+def analyse_frames(
+    frames: Iterable[pd.DataFrame],
+    config: ExtractConfig,
+    *,
+    window: float | None = None,
+    hop: float | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Batches of (path, file_size, modified_us, content) to :data:`RESULT_SCHEMA` rows, or
+    with ``window`` (seconds, every ``hop``) to :data:`WINDOW_SCHEMA` rows.
 
     ``content`` is null for empty files, which Spark does not read, and for files over
     ``max_file_mb``, which get error ``too_large``. Each file is analysed by the worker's
@@ -136,9 +207,14 @@ def analyse_frames(frames: Iterable[pd.DataFrame], config: ExtractConfig) -> Ite
                     fma_compat=config.fma_compat,
                     timeout_s=config.timeout_s,
                     fault=fault_for(path, config.inject_fault),
+                    window=window,
+                    hop=hop,
                 )
             seconds.append(time.perf_counter() - started)
             results.append(result)
             if result.status != "ok":
                 log.warning("%s: %s", path, result.error)
-        yield _result_frame(frame, results, seconds)
+        if window is None:
+            yield _result_frame(frame, results, seconds)
+        else:
+            yield _window_frame(frame, results)

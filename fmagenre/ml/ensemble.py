@@ -39,6 +39,7 @@ from functools import reduce
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model, Transformer
+from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasWeightCol
 from pyspark.ml.util import (
@@ -379,6 +380,9 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         Output column of the winning class index.
     labelNameCol : str
         Output column of the winning class name.
+    subProbabilityCol : str or None
+        The column the sub-models write class probabilities to: when set, the output also
+        keeps each model's as ``probability_<name>`` (null for a model that writes none).
 
     Attributes
     ----------
@@ -390,6 +394,13 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     ValueError
         When the models, names, labels or tie-break order do not fit together.
     """
+
+    subProbabilityCol = Param(
+        Params._dummy(),
+        "subProbabilityCol",
+        "column of the sub-models' class probabilities, kept as probability_NAME when set",
+        typeConverter=TypeConverters.toString,
+    )
 
     def __init__(
         self,
@@ -403,10 +414,13 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         tieBreakOrder: Sequence[str] | None = None,
         predictionCol: str = "prediction",
         labelNameCol: str = "genre",
+        subProbabilityCol: str | None = None,
     ) -> None:
         super().__init__()
         self.preprocessing = preprocessing
         self.models = list(models)
+        if subProbabilityCol is not None:
+            self._set(subProbabilityCol=subProbabilityCol)
         self.fit_seconds: dict[str, float] = {}
         self._set(
             modelNames=list(modelNames),
@@ -422,6 +436,14 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     def _validate(self) -> None:
         _check_parts(len(self.models), self.getModelNames(), self.getTieBreakOrder())
         _check_labels(self.getLabels())
+
+    def setSubProbabilityCol(self, value: str) -> VotingEnsembleModel:
+        return self._set(subProbabilityCol=value)
+
+    def getSubProbabilityCol(self) -> str | None:
+        return (
+            self.getOrDefault(self.subProbabilityCol) if self.isSet("subProbabilityCol") else None
+        )
 
     def label_name(self, index: Column) -> Column:
         """The class name of a class-index column (null for null or unknown indices)."""
@@ -466,11 +488,23 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         )
         kept = [_INPUT, self.getFeaturesCol()]
         result = self.preprocessing.transform(inputs).select(*kept)
-        for vote, model in zip(votes, self.models, strict=True):
+        source = self.getSubProbabilityCol()
+        probabilities = []
+        for name, vote, model in zip(self.getModelNames(), votes, self.models, strict=True):
             kept.append(vote)
-            result = model.transform(result).select(*kept)
+            result = model.transform(result)
+            if source is not None:
+                column = f"probability_{name}"
+                written = source in result.columns
+                result = result.withColumn(
+                    column, F.col(source) if written else F.lit(None).cast(VectorUDT())
+                )
+                probabilities.append(column)
+                kept.append(column)
+            result = result.select(*kept)
         prediction = self.getPredictionCol()
-        return result.select(f"{_INPUT}.*", *votes, self.vote().alias(prediction)).withColumn(
+        outputs = [*votes, *probabilities, self.vote().alias(prediction)]
+        return result.select(f"{_INPUT}.*", *outputs).withColumn(
             self.getLabelNameCol(), self.label_name(F.col(prediction))
         )
 

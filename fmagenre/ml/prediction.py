@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -75,8 +76,14 @@ def _column_or_null(rows: DataFrame, name: str, type_name: str):
     return F.col(name) if name in rows.columns else F.lit(None).cast(type_name)
 
 
-def predictions(model: VotingEnsembleModel, rows: DataFrame) -> DataFrame:
+def predictions(
+    model: VotingEnsembleModel, rows: DataFrame, *, extra: Sequence[str] = ()
+) -> DataFrame:
     """The output rows of :func:`run` for input rows (lazy).
+
+    The ``extra`` input columns are kept after ``error``. When the model keeps its
+    sub-models' probabilities (``subProbabilityCol``), each model's are added as
+    ``scores_<name>``, a map from genre to probability (null for a model without them).
 
     Raises
     ------
@@ -89,7 +96,8 @@ def predictions(model: VotingEnsembleModel, rows: DataFrame) -> DataFrame:
             f"the input lacks {len(missing)} feature column(s) of the model: {shown_names(missing)}"
         )
     ok = F.col("status") == "ok" if "status" in rows.columns else F.lit(True)
-    kept = [column for column in ("track_id", "path", "status", "error") if column in rows.columns]
+    keys = ("track_id", "path", "status", "error", *extra)
+    kept = [column for column in keys if column in rows.columns]
     scored = model.transform(rows.select(*kept, *model.getFeatureCols(), ok.alias("_ok")))
 
     def when_ok(column):
@@ -99,11 +107,21 @@ def predictions(model: VotingEnsembleModel, rows: DataFrame) -> DataFrame:
         when_ok(model.label_name(F.col(vote_column(name)))).alias(f"vote_{name}")
         for name in model.getModelNames()
     ]
+    if model.getSubProbabilityCol() is not None:
+        genres = F.array(*(F.lit(label) for label in model.getLabels()))
+        for name in model.getModelNames():
+            probability = F.col(f"probability_{name}")
+            scores = F.map_from_arrays(genres, vector_to_array(probability))
+            # vector_to_array fails on null: a model without probabilities, an error row.
+            votes.append(
+                F.when(F.col("_ok") & probability.isNotNull(), scores).alias(f"scores_{name}")
+            )
     return scored.select(
         _column_or_null(rows, "track_id", "long").alias("track_id"),
         _column_or_null(rows, "path", "string").alias("path"),
         (F.col("status") if "status" in rows.columns else F.lit("ok")).alias("status"),
         _column_or_null(rows, "error", "string").alias("error"),
+        *extra,
         when_ok(F.col(model.getLabelNameCol())).alias("genre"),
         when_ok(F.col(model.getPredictionCol())).alias("prediction"),
         *votes,

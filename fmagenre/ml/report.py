@@ -128,6 +128,21 @@ def score_table(metrics: Mapping) -> list[list[str]]:
 SCORE_HEADER = ["model", "accuracy", "kappa", "macro F1", "weighted F1", "CV kappa"]
 
 
+def _row_counts(rows: dict, labels: list) -> str:
+    if "tracks" not in rows:
+        return (
+            f"- {rows['train_total']} training tracks ({rows['search']} in the search sample),"
+            f" {rows['test_total']} test tracks, {len(labels)} genres"
+        )
+    tracks = {split: sum(n.values()) for split, n in rows["tracks"].items()}
+    return (
+        f"- rows are windows of tracks: {rows['train_total']} training windows of"
+        f" {tracks['train']} tracks ({rows['search']} windows in the search sample),"
+        f" {rows['test_total']} test windows of {tracks['test']} tracks; test scores count"
+        f" windows; {len(labels)} genres"
+    )
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -145,8 +160,7 @@ def markdown_report(metrics: Mapping) -> str:
         f"Started {metrics['started_at']}; features `{metrics['inputs']['features']}`,"
         f" labels `{metrics['inputs']['labels']}`; model `{metrics['model']}`.",
         "",
-        f"- {rows['train_total']} training tracks ({rows['search']} in the search sample),"
-        f" {rows['test_total']} test tracks, {len(metrics['labels'])} genres",
+        _row_counts(rows, metrics["labels"]),
         f"- {metrics['features']['count']} feature columns: "
         + ", ".join(f"{family} ({n})" for family, n in metrics["features"]["families"].items()),
         f"- random search: {options['candidates']} candidates, stratified {options['folds']}-fold"

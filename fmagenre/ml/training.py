@@ -94,6 +94,9 @@ class TrainOptions:
     search_spaces: Mapping[str, Mapping[str, LogUniform]] = field(
         default_factory=lambda: SEARCH_SPACES
     )
+    #: The feature rows are windows of tracks (``jobs/segments.py --keep-features``): the
+    #: search sample and the folds take whole tracks.
+    windows: bool = False
     #: Replace an existing output directory.
     overwrite: bool = False
 
@@ -207,17 +210,15 @@ def _fit_preprocessing(
     return PipelineModel(stages=[imputer.fit(sample), assembler])
 
 
-def _search_vectors(
-    data: LabelledData,
-    vectorizer: Transformer,
-    options: TrainOptions,
-    *,
-    weight: list[str],
-    partitions: int,
-) -> DataFrame:
-    """The folded vectors of the search sample (cached): ``search_rows`` training rows."""
-    sample = data.split("train")
-    counts = data.counts["train"]
+def _search_sample(data: LabelledData, options: TrainOptions) -> DataFrame:
+    """The training rows of the search sample, ``search_rows`` tracks, with their fold.
+
+    Windows of one track (``data.tracks``) fall in the same fold: a track's windows are much
+    alike, and one in each fold would score the search on tracks it trained on.
+    """
+    train = data.split("train")
+    sample = train.select("track_id", "genre").distinct() if data.tracks else train
+    counts = (data.tracks or data.counts)["train"]
     if 0 < options.search_rows < sum(counts.values()):
         quotas = sample_quotas(counts, rows=options.search_rows, minimum=options.folds)
         sample = stratified_sample(
@@ -226,6 +227,21 @@ def _search_vectors(
     folded = assign_folds(
         sample, label_col="genre", id_col="track_id", folds=options.folds, seed=options.seed
     )
+    if data.tracks:
+        folded = train.join(folded.select("track_id", FOLD_COL), "track_id")
+    return folded
+
+
+def _search_vectors(
+    data: LabelledData,
+    vectorizer: Transformer,
+    options: TrainOptions,
+    *,
+    weight: list[str],
+    partitions: int,
+) -> DataFrame:
+    """The folded vectors of the search sample (cached)."""
+    folded = _search_sample(data, options)
     return _cached(
         vectorizer.transform(folded).select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL), partitions
     )
@@ -338,6 +354,7 @@ def _metrics(
             "seed": options.seed,
             "class_weights": options.class_weights,
             "search_rows": options.search_rows,
+            "windows": options.windows,
             "xgb_workers": settings.xgb_workers,
             "svc_parallelism": settings.parallelism,
         },
@@ -349,6 +366,8 @@ def _metrics(
             "search": n_search,
             "train": data.counts["train"],
             "test": data.counts["test"],
+            # With windows, rows are windows; these are their tracks.
+            **({"tracks": data.tracks} if data.tracks else {}),
         },
         "search": {
             name: {
@@ -435,6 +454,7 @@ def run(
             columns=columns,
             class_weights=settings.weighted,
             folds=options.folds,
+            windows=options.windows,
         )
         # The features are imputed and assembled with training means fitted once, for the
         # search and the fits: only the scaler and the classifier are fitted per fold.

@@ -41,6 +41,8 @@ class LabelledData:
     labels: list[str]
     #: Rows by split, then by genre.
     counts: dict[str, dict[str, int]]
+    #: Tracks by split, then by genre, when the rows are windows of tracks; else None.
+    tracks: dict[str, dict[str, int]] | None = None
 
     def split(self, name: str) -> DataFrame:
         return self.frame.where(F.col("split") == name)
@@ -53,11 +55,14 @@ def labelled_data(
     columns: Sequence[str],
     class_weights: bool,
     folds: int,
+    windows: bool = False,
 ) -> LabelledData:
     """Join the ``ok`` feature rows to their labels; index the genres; weigh them.
 
     A track with several ok rows (the same track id under two paths) counts once, with one
-    of its rows. Only track ids and labels are read here; the features stay lazy.
+    of its rows; with ``windows``, the rows are windows of tracks (``jobs/segments.py
+    --keep-features``: those with a ``window``), all kept. Only track ids and labels are read
+    here; the features stay lazy.
 
     Parameters
     ----------
@@ -72,6 +77,8 @@ def labelled_data(
         Add the ``weight`` column ("balanced" weights).
     folds : int
         Cross-validation folds: a genre with fewer training rows gets a warning.
+    windows : bool
+        The rows are windows: several per track.
 
     Raises
     ------
@@ -86,11 +93,24 @@ def labelled_data(
             " feature set with --families or --columns-file"
         )
     ok = ok_rows(features)
+    if windows:
+        if "window" not in features.columns:
+            raise InputTableError(
+                "features: no window column: --windows reads the windows of jobs/segments.py"
+                " --keep-features"
+            )
+        ok = ok.where(F.col("window").isNotNull())
     keyed = labels.select("track_id", F.col("genre_top").alias("genre"), "split")
     # The label table is small: broadcast it, so that the wide feature rows never shuffle.
     joined = ok.select("track_id", *columns).join(F.broadcast(keyed), "track_id")
     # Spark prunes the feature columns from these two: they read track ids and labels only.
-    if joined.groupBy("track_id").count().where(F.col("count") > 1).limit(1).count():
+    tracks: dict[str, dict[str, int]] | None = None
+    if windows:
+        tracks = {}
+        per_track = joined.groupBy("split", "genre").agg(F.countDistinct("track_id").alias("n"))
+        for row in per_track.collect():
+            tracks.setdefault(row.split, {})[row.genre] = row.n
+    elif joined.groupBy("track_id").count().where(F.col("count") > 1).limit(1).count():
         joined = one_row_per_track(joined)
     counts: dict[str, dict[str, int]] = {}
     for row in joined.groupBy("split", "genre").count().collect():
@@ -100,7 +120,7 @@ def labelled_data(
             f"no labelled track: the {ok.count()} ok feature rows and the {labels.count()}"
             " labels have no track_id in common"
         )
-    classes = _check_counts(counts, folds=folds)
+    classes = _check_counts(tracks or counts, folds=folds)
     train = counts["train"]
     frame = joined.withColumn(
         LABEL_COL, label_lookup("genre", {genre: float(i) for i, genre in enumerate(classes)})
@@ -110,7 +130,9 @@ def labelled_data(
         weights = {genre: total / (len(train) * n) for genre, n in train.items()}
         frame = frame.withColumn(WEIGHT_COL, label_lookup("genre", weights))
     keep = ["track_id", "genre", LABEL_COL, "split"] + ([WEIGHT_COL] if class_weights else [])
-    return LabelledData(frame=frame.select(*keep, *columns), labels=classes, counts=counts)
+    return LabelledData(
+        frame=frame.select(*keep, *columns), labels=classes, counts=counts, tracks=tracks
+    )
 
 
 def _check_counts(counts: dict[str, dict[str, int]], *, folds: int) -> list[str]:

@@ -1,0 +1,1 @@
+"""Genre timelines of songs: per-window predictions and the pages that play them."""
