@@ -163,7 +163,7 @@ def test_dry_run_prints_valid_requests_for_the_whole_chain_and_sends_nothing(
             str(dist),
             "--dry-run",
             "--steps",
-            "extract,labels,train,predict",
+            ",".join(emr.STEPS),
             "--audio",
             "s3://d/fma_full",
             "--metadata",

@@ -55,16 +55,20 @@ def window_tables(tmp_path_factory):
     return str(target), labels, tracks
 
 
-def test_windows_count_per_window_and_per_track(spark, window_tables):
-    path, labels, tracks = window_tables
-    data = labelled_data(
-        read_feature_rows(spark, path),
+def _window_data(spark, features: str, labels: str):
+    return labelled_data(
+        read_feature_rows(spark, features),
         read_labels(spark, labels),
         columns=COLUMNS,
         class_weights=False,
         folds=3,
         windows=True,
     )
+
+
+def test_windows_count_per_window_and_per_track(spark, window_tables):
+    path, labels, tracks = window_tables
+    data = _window_data(spark, path, labels)
     assert sum(n for split in data.tracks.values() for n in split.values()) == len(tracks)
     for split, genres in data.tracks.items():
         assert data.counts[split] == {genre: WINDOWS * n for genre, n in genres.items()}
@@ -72,14 +76,7 @@ def test_windows_count_per_window_and_per_track(spark, window_tables):
 
 def test_a_track_keeps_its_windows_in_one_fold(spark, window_tables):
     path, labels, _ = window_tables
-    data = labelled_data(
-        read_feature_rows(spark, path),
-        read_labels(spark, labels),
-        columns=COLUMNS,
-        class_weights=False,
-        folds=3,
-        windows=True,
-    )
+    data = _window_data(spark, path, labels)
 
     options = TrainOptions(columns=tuple(COLUMNS), folds=3, search_rows=30, windows=True)
     sample = _search_sample(data, options).select("track_id", FOLD_COL).toPandas()
@@ -96,14 +93,7 @@ def test_rows_without_a_window_column_are_refused(spark, window_tables, tmp_path
         tmp_path, rows=20, genre_shares={"Rock": 0.5, "Jazz": 0.5}, columns=COLUMNS
     )
     with pytest.raises(InputTableError, match="no window column"):
-        labelled_data(
-            read_feature_rows(spark, features),
-            read_labels(spark, labels),
-            columns=COLUMNS,
-            class_weights=False,
-            folds=3,
-            windows=True,
-        )
+        _window_data(spark, features, labels)
 
 
 @pytest.mark.slow

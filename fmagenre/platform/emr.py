@@ -8,7 +8,7 @@
   release's pip constraints under ``s3://BUCKET/PREFIX/``.
 - ``create-cluster``: RunJobFlow from the ``[emr]`` section (release, instances, spot,
   log URI, auto-termination, bootstrap action, numba's cache directory).
-- ``submit``: AddJobFlowSteps for any of ``extract,labels,train,predict`` as
+- ``submit``: AddJobFlowSteps for any of ``extract,labels,train,predict,segments`` as
   ``command-runner.jar spark-submit ...``, then (``--wait``) follow them and, on failure, print
   the step's state, reason and where its logs are.
 
@@ -63,7 +63,7 @@ NODE_VENV = "/opt/fmagenre/venv"
 #: numba's cache on the nodes, warmed by emr/bootstrap.sh (environment = "bootstrap").
 NODE_NUMBA_CACHE = "/opt/fmagenre/numba-cache"
 ARCHIVE_NAME = "fmagenre-env.tar.gz"
-STEPS = ("extract", "labels", "train", "predict")
+STEPS = ("extract", "labels", "train", "predict", "segments")
 #: pip constraints (under emr/) by EMR release major version: the Spark the release runs.
 CONSTRAINTS = {7: "constraints-spark35.txt"}
 #: Where a client-mode step's driver (on the primary node) reads the job configuration.
@@ -374,6 +374,7 @@ def step_arguments(name: str, where: Locations) -> list[str]:
         "labels": ("metadata", "work"),
         "train": ("work",),
         "predict": ("predict_input", "work"),
+        "segments": ("predict_input", "work"),
     }[name]
     missing = [f"--{key.replace('_', '-')}" for key in required if not getattr(where, key)]
     if missing:
@@ -398,6 +399,18 @@ def step_arguments(name: str, where: Locations) -> list[str]:
             "--output",
             f"{work}/predictions",
         ],
+        # Pages of audio on S3 carry it (a browser cannot fetch s3://): 100 of them.
+        "segments": [
+            "--model",
+            f"{work}/model",
+            "--input",
+            where.predict_input,
+            "--output",
+            f"{work}/timeline",
+            "--max-pages",
+            "100",
+            "--embed-audio",
+        ],
     }[name]
 
 
@@ -406,6 +419,7 @@ JOB_SCRIPTS = {
     "labels": "prepare_labels.py",
     "train": "train.py",
     "predict": "predict.py",
+    "segments": "segments.py",
 }
 
 
@@ -630,7 +644,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--audio", default="", help="S3 folder of the MP3s (extract)")
     parser.add_argument("--metadata", default="", help="S3 folder of fma_metadata (labels)")
     parser.add_argument("--work", default="", help="S3 folder for features, labels, model...")
-    parser.add_argument("--predict-input", default="", help="S3 folder to classify (predict)")
+    parser.add_argument(
+        "--predict-input", default="", help="S3 folder to classify (predict, segments)"
+    )
     parser.add_argument("--wait", action="store_true", help="follow the steps to the end")
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
     return parser.parse_args(argv)

@@ -96,14 +96,9 @@ class SegmentOptions:
 
 def track_rows(scored: DataFrame) -> DataFrame:
     """One row per file of the scored rows of :func:`run` (lazy): majority genre and shares."""
+    keys = ["track_id", "path", "status", "error", "duration_s", "analysed_s"]
     files = scored.where(F.col("window").isNull()).select(
-        "track_id",
-        "path",
-        "status",
-        "error",
-        "duration_s",
-        "analysed_s",
-        F.col("genre").alias("track_genre"),
+        *keys, F.col("genre").alias("track_genre")
     )
     windows = scored.where(F.col("window").isNotNull() & F.col("genre").isNotNull())
     per_genre = windows.groupBy("path", "genre").agg(
@@ -130,12 +125,7 @@ def track_rows(scored: DataFrame) -> DataFrame:
         files.join(best, "path", "left")
         .join(shares, "path", "left")
         .select(
-            "track_id",
-            "path",
-            "status",
-            "error",
-            "duration_s",
-            "analysed_s",
+            *keys,
             F.coalesce(F.col("n_windows"), F.lit(0)).alias("n_windows"),
             "genre",
             "share",
