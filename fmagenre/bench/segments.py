@@ -176,11 +176,15 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         f"  test split: {test['tracks']} tracks, {test['windows']} windows of {args.window:g} s"
         f" every {args.hop:g} s"
     )
-    print(f"  {'model':<14} {'window acc':>10} {'majority acc':>13} {'whole-track acc':>16}")
+    print(
+        f"  {'model':<14} {'window acc':>10} {'majority acc':>13} {'whole-track acc':>16}"
+        f" {'majority = whole':>17}"
+    )
     for name, score in scores.items():
         print(
             f"  {name:<14} {100 * score['window_accuracy']:9.1f}% "
             f"{100 * score['majority_accuracy']:12.1f}% {100 * score['track_accuracy']:15.1f}%"
+            f" {100 * score['agreement']:16.1f}%"
         )
     print("  seconds: " + ", ".join(f"{stage} {s:.0f}" for stage, s in timings.items()))
 
