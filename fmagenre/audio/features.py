@@ -409,8 +409,9 @@ def analyse(
     ``window`` (seconds) the result also holds the features of the windows of ``window``
     seconds every ``hop`` seconds (default: ``window``), from the same decoded samples.
     """
+    step = window if hop is None else hop
     if window is not None:
-        check_window(window, window if hop is None else hop)
+        check_window(window, step)
     numba_cache.warm_up()
     try:
         decoded = decode.decode(source, max_duration=max_duration)
@@ -432,7 +433,6 @@ def analyse(
         values = extract(decoded.y, decoded.sr, fma_compat=fma_compat)
         windows = None
         if window is not None:
-            step = window if hop is None else hop
             windows = extract_windows(
                 decoded.y, decoded.sr, window=window, hop=step, fma_compat=fma_compat
             )

@@ -82,20 +82,26 @@ def pin_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[float]) -> pd.DataFrame:
-    """Worker output for one input batch: :data:`RESULT_SCHEMA`'s columns.
+def _feature_columns(features: Sequence[np.ndarray | None]) -> dict[str, pd.arrays.FloatingArray]:
+    """The 518 feature columns of rows with ``features`` (None: no features, the row is null).
 
-    Feature columns are pandas' masked float32 arrays: the mask makes error rows null, while
-    the NaN of an undefined statistic stays NaN (a plain float column would turn it to null).
+    They are pandas' masked float32 arrays: the mask makes error rows null, while the NaN of
+    an undefined statistic stays NaN (a plain float column would turn it to null).
     """
-    n = len(results)
-    values = np.full((n, N_FEATURES), np.nan, dtype=np.float32)
-    missing = np.ones(n, dtype=bool)
-    for i, result in enumerate(results):
-        if result.features is not None:
-            values[i] = result.features
+    values = np.full((len(features), N_FEATURES), np.nan, dtype=np.float32)
+    missing = np.ones(len(features), dtype=bool)
+    for i, row in enumerate(features):
+        if row is not None:
+            values[i] = row
             missing[i] = False
     by_column = np.ascontiguousarray(values.T)
+    return {
+        name: pd.arrays.FloatingArray(by_column[j], missing) for j, name in enumerate(flat_names())
+    }
+
+
+def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[float]) -> pd.DataFrame:
+    """Worker output for one input batch: :data:`RESULT_SCHEMA`'s columns."""
 
     def meta(name: str, dtype: str | None = None):
         column = [getattr(r, name) for r in results]
@@ -110,8 +116,7 @@ def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[floa
         "format": meta("format"),
         "analysed_s": meta("analysed_s", "Float64"),
     }
-    for j, name in enumerate(flat_names()):
-        columns[name] = pd.arrays.FloatingArray(by_column[j], missing)
+    columns.update(_feature_columns([r.features for r in results]))
     columns.update(
         status=meta("status"),
         error=meta("error"),
@@ -145,11 +150,6 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
                 {**file, "window": k, "start_s": windows.start_s[k], "end_s": windows.end_s[k]}
             )
             values.append(windows.values[k])
-    table = np.full((len(rows), N_FEATURES), np.nan, dtype=np.float32)
-    missing = np.array([v is None for v in values], dtype=bool)
-    for i, v in enumerate(values):
-        if v is not None:
-            table[i] = v
     out = pd.DataFrame(rows)
     columns = {
         "path": out["path"],
@@ -161,9 +161,7 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
         "start_s": pd.array(out["start_s"], dtype="Float64"),
         "end_s": pd.array(out["end_s"], dtype="Float64"),
     }
-    by_column = np.ascontiguousarray(table.T)
-    for j, name in enumerate(flat_names()):
-        columns[name] = pd.arrays.FloatingArray(by_column[j], missing)
+    columns.update(_feature_columns(values))
     for name in ("status", "error", "error_reason"):
         columns[name] = out[name]
     return pd.DataFrame(columns)

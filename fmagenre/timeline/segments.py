@@ -184,12 +184,13 @@ def _local_path(spark: SparkSession, path: str) -> str | None:
     return uri.getPath() if (uri.getScheme() or "file") == "file" else None
 
 
-def _audio_src(spark: SparkSession, path: str, pages_dir: str, *, embed: bool) -> str | None:
+def _audio_src(spark: SparkSession, path: str, pages: str | None, *, embed: bool) -> str | None:
+    """``audio_src`` of a page in the local folder ``pages`` (None: not a local folder)."""
     if embed:
         return audio_data_uri(
             read_bytes(spark, path), _MIME.get(path.rsplit(".", 1)[-1].lower(), "audio/mpeg")
         )
-    audio, pages = _local_path(spark, path), _local_path(spark, pages_dir)
+    audio = _local_path(spark, path)
     if audio is None or pages is None:
         return None  # a browser cannot fetch s3:// or hdfs:// paths: the page says so
     return audio_url(audio, pages)
@@ -231,10 +232,11 @@ def write_pages(
         .toLocalIterator()
     )
     by_path = {path: list(group) for path, group in itertools.groupby(rows, key=lambda r: r.path)}
+    local_pages = _local_path(spark, pages_dir)
     for path, track in entries.items():
         windows = [_page_window(row, models) for row in by_path.get(path, [])]
         src = (
-            _audio_src(spark, path, pages_dir, embed=embed_audio)
+            _audio_src(spark, path, local_pages, embed=embed_audio)
             if track["status"] == "ok"
             else None
         )
