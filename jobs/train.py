@@ -14,7 +14,8 @@ from pyspark.sql import SparkSession
 
 from fmagenre.audio.names import FAMILY_SIZES
 from fmagenre.ml.report import console_summary
-from fmagenre.ml.training import CLASS_WEIGHTS, read_options, run
+from fmagenre.ml.training import CLASS_WEIGHTS, VOTE_CHOICES, read_options, run
+from fmagenre.ml.voting import CLASS_BIASES
 from fmagenre.platform.config import Config
 from fmagenre.platform.jobs import (
     comma_list,
@@ -32,8 +33,9 @@ def make_parser() -> argparse.ArgumentParser:
         "Train the genre classifier: join the ok feature rows with their labels, run a"
         " random search (Cohen's kappa, stratified k-fold) for logistic regression, linear"
         " SVC (one-vs-rest) and XGBoost on a stratified sample of the training split, fit"
-        " the best of each on the whole training split, and save their hard-voting"
-        " ensemble to OUTPUT/model, with metrics.json, report.md and confusion matrices"
+        " the best of each on the whole training split, and save their voting ensemble"
+        " (hard, kappa-weighted or soft vote, chosen on the out-of-fold predictions) to"
+        " OUTPUT/model, with metrics.json, report.md and confusion matrices"
         " of the test split beside it.",
         notes="XGBoost trains in barrier mode: outside local mode, run with"
         " --conf spark.dynamicAllocation.enabled=false and a fixed number of executors.",
@@ -100,8 +102,27 @@ def make_parser() -> argparse.ArgumentParser:
         "--class-weights",
         choices=CLASS_WEIGHTS,
         default="none",
-        help="balanced: weigh each genre's tracks by n / (genres x genre's tracks); no"
-        " resampling (default %(default)s)",
+        help="balanced: weigh each genre's tracks by n / (genres x genre's tracks); sqrt: by"
+        " a weight proportional to 1 / sqrt(genre's tracks), mean 1; no resampling (default"
+        " %(default)s)",
+    )
+    parser.add_argument(
+        "--vote",
+        choices=VOTE_CHOICES,
+        default="auto",
+        help="the ensemble's vote: hard (one vote per model), kappa (votes weighted by"
+        " cross-validated kappa), soft (mean of calibrated class probabilities), auto (the"
+        " best of the three by cross-validated kappa on the out-of-fold predictions)"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
+        "--class-bias",
+        choices=CLASS_BIASES,
+        default="f1",
+        help="the soft vote's per-genre biases, tuned on the out-of-fold predictions: kappa"
+        " maximises kappa, which lets minority genres win where kappa pays for it; f1"
+        " maximises macro F1 within 2 points of the unbiased vote's accuracy (default"
+        " %(default)s)",
     )
     parser.add_argument(
         "--xgb-workers",
@@ -135,6 +156,8 @@ def train(spark: SparkSession, args: argparse.Namespace, config: Config) -> None
         folds=args.folds,
         seed=args.seed,
         class_weights=args.class_weights,
+        vote=args.vote,
+        class_bias=args.class_bias,
         search_rows=args.search_rows,
         windows=args.windows,
         xgb_workers=args.xgb_workers,

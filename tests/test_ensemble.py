@@ -4,7 +4,7 @@ A preprocessing that packs the vote columns ``v_<name>`` into an array and sub-m
 copy one element into ``prediction_<name>`` (SQLTransformers; as sub-estimators, pipelines of
 one) make every vote pattern easy to write down. The model jobs/train.py trains once per
 session (tests/conftest.py) checks the persistence of the imputer and assembler,
-LogisticRegression, OneVsRest(LinearSVC) and SparkXGBClassifier models inside the ensemble.
+LogisticRegression, OneVsRestLinearSVC and SparkXGBClassifier models inside the ensemble.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from pyspark.ml import Estimator, Pipeline, PipelineModel
-from pyspark.ml.classification import LogisticRegression, OneVsRestModel
+from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import (
     Imputer,
     ImputerModel,
@@ -25,8 +25,10 @@ from pyspark.ml.feature import (
 from pyspark.sql import functions as F
 from xgboost.spark import SparkXGBClassifierModel
 
+from fmagenre.ml import voting
 from fmagenre.ml.classifiers import MODEL_NAMES
 from fmagenre.ml.ensemble import VotingEnsemble, VotingEnsembleModel
+from fmagenre.ml.linear_svc import OneVsRestLinearSVCModel
 
 LABELS = ["Blues", "Jazz", "Rock", "Pop"]
 
@@ -332,7 +334,7 @@ def test_real_models_predict_the_same_after_reloading(
     assert isinstance(model.preprocessing, PipelineModel)
     assert all(isinstance(sub_model, PipelineModel) for sub_model in model.models)
     assert isinstance(model.models[1].stages[0], StandardScalerModel)
-    assert isinstance(model.models[1].stages[1], OneVsRestModel)
+    assert isinstance(model.models[1].stages[1], OneVsRestLinearSVCModel)
     assert isinstance(model.models[2].stages[1], SparkXGBClassifierModel)
     path = str(tmp_path / "model")
     model.save(path)
@@ -348,3 +350,140 @@ def test_real_models_predict_the_same_after_reloading(
     truth = dict(zip(labels["track_id"], labels["genre_top"], strict=True))
     accuracy = np.mean([truth[row.track_id] == row.genre for row in after])
     assert accuracy > 0.8
+
+
+# Vote schemes. One row where each scheme elects another class, one where all agree: models
+# a, b, c vote the class of their largest margin; weights 0.5, 0.2, 0.2; ties to b, c, a.
+SCHEME_ROWS = [
+    # a: 0 (2 nearly), b: 1 (2 nearly), c: 3 (2 nearly): no majority, b breaks the tie (hard);
+    # a outweighs b and c together (kappa); every model's second choice, 2, has the largest
+    # mean probability (soft); a bias of +2 on Pop (3) tips it there (soft with bias).
+    (1, [2.0, 0.0, 1.9, -5.0], [0.0, 2.0, 1.9, -5.0], [0.0, 0.0, 1.9, 2.0]),
+    (2, [3.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]),
+]
+SCHEME_WINNERS = {
+    "hard": {1: 1, 2: 0},
+    "kappa": {1: 0, 2: 0},
+    "soft": {1: 2, 2: 0},
+    "soft_bias": {1: 3, 2: 0},
+}
+BIAS = [0.0, 0.0, 0.0, 2.0]
+
+
+@pytest.fixture(scope="module")
+def margins(spark):
+    from pyspark.ml.linalg import Vectors
+
+    rows = [
+        (i, *(int(np.argmax(m)) for m in ms), *(Vectors.dense(m) for m in ms))
+        for i, *ms in SCHEME_ROWS
+    ]
+    return spark.createDataFrame(rows, ["id", "v_a", "v_b", "v_c", "m_a", "m_b", "m_c"])
+
+
+def _scored(names=("a", "b", "c")) -> VotingEnsembleModel:
+    """Sub-models that vote ``v_<name>`` and write the margins ``m_<name>`` to ``raw_<name>``."""
+    models = [
+        SQLTransformer(
+            statement=f"SELECT *, CAST(features[{i}] AS DOUBLE) AS prediction_{name},"
+            f" _input.m_{name} AS raw_{name} FROM __THIS__"
+        )
+        for i, name in enumerate(names)
+    ]
+    return VotingEnsembleModel(
+        preprocessing=_packing(names),
+        models=models,
+        modelNames=list(names),
+        labels=LABELS,
+        featureCols=[f"v_{n}" for n in names] + [f"m_{n}" for n in names],
+        tieBreakOrder=["b", "c", "a"],
+    )
+
+
+def _set_scheme(model: VotingEnsembleModel, key: str) -> VotingEnsembleModel:
+    voting = "soft" if key.startswith("soft") else key
+    return model.setVote(
+        voting,
+        modelWeights=[0.5, 0.2, 0.2] if key != "hard" else [],
+        rawPredictionCols=["raw_a", "raw_b", "raw_c"],
+        classBias=BIAS if key == "soft_bias" else [],
+    )
+
+
+def _winners(frame) -> dict:
+    return {row.id: int(row.prediction) for row in frame.collect()}
+
+
+def test_each_vote_scheme_elects_its_own_winner(margins):
+    for key, expected in SCHEME_WINNERS.items():
+        model = _set_scheme(_scored(), key)
+        result = model.transform(margins)
+        assert _winners(result) == expected, key
+        assert {"raw_a", "_raw_0", "margins_a"}.isdisjoint(result.columns)
+        # The same votes on arrays (what the training job scores the schemes with).
+        settings = voting.VoteSettings(
+            model.getVoting(),
+            tuple(model.getModelWeights()),
+            tuple(model.getTemperatures()),
+            tuple(model.getClassBias()),
+        )
+        votes = {
+            n: np.array([int(np.argmax(r[1 + i])) for r in SCHEME_ROWS])
+            for i, n in enumerate("abc")
+        }
+        raws = {n: np.array([r[1 + i] for r in SCHEME_ROWS]) for i, n in enumerate("abc")}
+        predicted = voting.predict(settings, "abc", votes, raws, 4, priority="bca")
+        assert predicted.tolist() == [expected[1], expected[2]], key
+
+
+def test_temperatures_and_kept_margins(margins):
+    # A low temperature makes a's margins a certainty: its class 0 wins row 1, not 2.
+    model = _scored().setVote(
+        "soft",
+        modelWeights=[0.5, 0.2, 0.2],
+        rawPredictionCols=["raw_a", "raw_b", "raw_c"],
+        temperatures=[0.01, 1.0, 1.0],
+    )
+    assert _winners(model.transform(margins)) == {1: 0, 2: 0}
+    model.set(model.keepMargins, True)
+    row = model.transform(margins).where("id = 1").first()
+    assert row.margins_a == [2.0, 0.0, 1.9, -5.0] and row.margins_c == [0.0, 0.0, 1.9, 2.0]
+
+
+def test_vote_parameters_are_checked(margins):
+    model = _scored()
+    with pytest.raises(ValueError, match="voting must be hard, kappa, soft"):
+        model.setVote("majority")
+    with pytest.raises(ValueError, match="modelWeights must be 3 non-negative"):
+        model.setVote("kappa", modelWeights=[1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="needs the margins column of each of the 3"):
+        model.setVote("soft")
+    with pytest.raises(ValueError, match="classBias must be empty or 4"):
+        model.setVote("soft", rawPredictionCols=["raw_a", "raw_b", "raw_c"], classBias=[1.0])
+
+
+def test_vote_scheme_is_saved_and_loaded(margins, tmp_path):
+    model = _set_scheme(_scored(), "soft_bias")
+    model.save(str(tmp_path / "soft"))
+    loaded = VotingEnsembleModel.load(str(tmp_path / "soft"))
+    assert loaded.getVoting() == "soft" and loaded.getClassBias() == BIAS
+    assert loaded.getModelWeights() == [0.5, 0.2, 0.2]
+    assert loaded.getRawPredictionCols() == ["raw_a", "raw_b", "raw_c"]
+    assert _winners(loaded.transform(margins)) == SCHEME_WINNERS["soft_bias"]
+    # A model saved without the vote Params votes hard, with one vote per model.
+    plain = _scored()
+    plain.save(str(tmp_path / "plain"))
+    metadata = next((tmp_path / "plain" / "metadata").glob("part-*")).read_text()
+    assert '"voting"' not in metadata.split('"defaultParamMap"')[0]
+    loaded = VotingEnsembleModel.load(str(tmp_path / "plain"))
+    assert loaded.getVoting() == "hard" and loaded.getModelWeights() == [1.0, 1.0, 1.0]
+    assert _winners(loaded.transform(margins)) == SCHEME_WINNERS["hard"]
+
+
+def test_a_model_of_version_0_1_votes_hard():
+    from pathlib import Path
+
+    saved = Path(__file__).resolve().parent / "data" / "model_0.1" / "model"
+    model = VotingEnsembleModel.load(str(saved))
+    assert model.getVoting() == "hard" and model.getModelWeights() == [1.0, 1.0, 1.0]
+    assert model.getClassBias() == [] and not model.getOrDefault(model.keepMargins)

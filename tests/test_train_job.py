@@ -168,3 +168,44 @@ def test_missing_paths_existing_output_and_a_single_row_genre(
         with pytest.raises(SystemExit) as exit_info:
             job.main([*base, "--output", str(tmp_path / "o"), *option])
         assert exit_info.value.code == 2
+
+
+def test_vote_is_chosen_on_the_out_of_fold_predictions(trained_model):
+    metrics, output = trained_model.metrics, trained_model.output
+    vote = metrics["vote"]
+    assert metrics["options"]["vote"] == "auto" and metrics["options"]["class_bias"] == "f1"
+    schemes = {"hard", "kappa", "soft", "soft_bias", "soft_f1"}
+    assert set(vote["cv_kappa"]) == set(vote["test"]) == schemes
+    best = max(("hard", "kappa", "soft_f1"), key=lambda key: vote["cv_kappa"][key])
+    assert vote["scheme"] == best
+    assert vote["test_rows_unlike_numpy"] == 0
+    # The ensemble's test scores are its scheme's, computed in NumPy from the same votes.
+    assert vote["test"][best]["confusion"] == metrics["test"]["ensemble"]["confusion"]
+    cv = {name: s["candidates"][s["best"]]["score"] for name, s in metrics["search"].items()}
+    weights = dict.fromkeys(cv, 1.0) if best == "hard" else cv
+    assert vote["weights"] == pytest.approx(weights, abs=1e-6)
+    model = VotingEnsembleModel.load(str(output / "model"))
+    assert model.getVoting() == ("soft" if best.startswith("soft") else best)
+    report = (output / "report.md").read_text()
+    assert "## Vote" in report and "Recall per genre (test) by scheme" in report
+    assert f"vote: {best}; CV kappa hard" in trained_model.printed
+
+
+def test_lr_and_xgb_margins_are_their_probabilities_at_temperature_1(
+    spark, trained_model, training_tables
+):
+    from fmagenre.ml.classifiers import PROBABILITY_COL
+    from fmagenre.ml.voting import softmax
+
+    model = VotingEnsembleModel.load(str(trained_model.output / "model"))
+    assert len(model.getRawPredictionCols()) == 3  # saved whatever the scheme
+    model.set(model.keepMargins, True)
+    model.setSubProbabilityCol(PROBABILITY_COL)
+    rows = model.transform(spark.read.parquet(training_tables.features).limit(20)).collect()
+    for name in ("lr", "xgb"):
+        margins = np.array([row[f"margins_{name}"] for row in rows])
+        probabilities = np.array([row[f"probability_{name}"].toArray() for row in rows])
+        np.testing.assert_allclose(softmax(margins), probabilities, rtol=1e-5, atol=1e-6)
+    margins = np.array([row["margins_svc"] for row in rows])
+    votes = np.array([row["prediction_svc"] for row in rows])
+    assert (np.argmax(margins, axis=1) == votes).all()

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train|cpu-drift``.
+"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train|cpu-drift|parity|segments``.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -20,6 +20,9 @@ COMMANDS = {
     "analysis": ("analysis", "the algorithm x feature-set grid of the thesis"),
     "train": ("train", "search, ensemble and evaluation on a thesis-sized table"),
     "cpu-drift": ("cpu", "feature drift between this CPU and emulated AVX2"),
+    "segments": ("segments", "genre timelines: windowed extraction speed, window models"),
+    "parity": ("parity", "the Spark models against scikit-learn and xgboost, same split"),
+    "balance": ("balance", "class weights and vote schemes: per-genre recall, ensemble"),
 }
 
 

@@ -3,9 +3,12 @@
 Each model is a pipeline ``StandardScaler -> classifier`` (:func:`training_pipeline`):
 
 - ``lr``: multinomial :class:`~pyspark.ml.classification.LogisticRegression`;
-- ``svc``: :class:`~pyspark.ml.classification.LinearSVC` through
-  :class:`~pyspark.ml.classification.OneVsRest`, one binary model per class, ``parallelism``
-  of them trained at once;
+- ``svc``: one linear SVM per class (one-vs-rest), Spark's ``LinearSVC`` objective, all
+  classes trained together by :class:`fmagenre.ml.linear_svc.OneVsRestLinearSVC` (one Spark
+  job per optimiser step instead of one per class); ``ClassifierSettings(svc="spark")``
+  fits Spark's :class:`~pyspark.ml.classification.LinearSVC` through
+  :class:`~pyspark.ml.classification.OneVsRest` instead, ``parallelism`` classes at once
+  (models saved that way still load: both are Spark ML stages);
 - ``xgb``: :class:`xgboost.spark.SparkXGBClassifier`, ``hist`` trees with 64 bins (4 times
   faster than 256 on FMA-sized data, for a negligible loss on standardised features).
 
@@ -29,7 +32,7 @@ parallelism, is the executor cores registered when the job starts: on a cluster,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.ml import Estimator, Pipeline
 from pyspark.ml.classification import LinearSVC, LogisticRegression, OneVsRest
@@ -38,10 +41,13 @@ from pyspark.sql import SparkSession
 from xgboost.spark import SparkXGBClassifier
 
 from fmagenre.errors import InputError
+from fmagenre.ml.linear_svc import OneVsRestLinearSVC
 from fmagenre.ml.search_space import LogUniform
 
 #: Model names, in the ensemble's column order.
 MODEL_NAMES = ("lr", "svc", "xgb")
+#: Implementations of the one-vs-rest SVC (:class:`ClassifierSettings`).
+SVC_IMPLEMENTATIONS = ("lockstep", "spark")
 LABEL_COL = "label"
 WEIGHT_COL = "weight"
 #: Intermediate columns, dropped by the ensemble once each model has run.
@@ -52,9 +58,34 @@ PROBABILITY_COL = "_probability"
 
 #: Random-search ranges, all log-uniform. Iteration and tree counts are capped so that the
 #: search of all three models on 100k FMA tracks fits in an hour on 2 cores
-#: (``python -m fmagenre.bench train``): a one-vs-rest SVC iteration is a Spark job per
-#: class and per line-search step (about 3 s per iteration for 16 classes and 3 folds of the
-#: 10,000-track sample, plus 75 s per candidate), hence its cap of 50.
+#: (``python -m fmagenre.bench train``). The SVC's cap of 50 dates from Spark's one-vs-rest,
+#: a Spark job per class and line-search step; OneVsRestLinearSVC's iteration is one job for
+#: all classes. The ranges are kept, so that searches stay comparable.
+#
+# regParam in scikit-learn's terms. Spark minimises mean loss + regParam * (a * |w|_1 +
+# (1 - a) / 2 * |w|^2) (a = elasticNetParam, 0 for LinearSVC); scikit-learn C * summed loss
+# + l1_ratio * |w|_1 + (1 - l1_ratio) / 2 * |w|^2. They are the same problem for
+# C = 1 / (regParam * n), l1_ratio = a, n the training rows' total weight: their number,
+# balanced class weights included (search_space.sklearn_C; Spark's source:
+# L2RegularizationLoss, HingeBlockAggregator; scikit-learn 1.9's _logistic.py:
+# l2_reg_strength = 1 / (C * sw_sum)). Neither penalises the intercept, except
+# scikit-learn's LinearSVC (liblinear). `python -m fmagenre.bench parity` checks the
+# mapping. Our ranges as C:
+#
+#   model  regParam       n = 93,222 (final fit)  n = 10,000 (search)  n = 6,667 (a fold)
+#   lr     [1e-4, 1]      [1.1e-5, 0.11]          [1e-4, 1]            [1.5e-4, 1.5]
+#   svc    [1e-5, 1e-1]   [1.1e-4, 1.1]           [1e-3, 10]           [1.5e-3, 15]
+#
+# scikit-learn's default C = 1 is regParam = 1 / n: 1.1e-5 at 93,222 rows, inside the svc
+# range, below the lr one. The search picks regParam on the folds of the sample and the
+# final fit keeps it on all training rows: in C, 14 times smaller than the winner's C on its
+# folds (the thesis' RandomizedSearchCV refitted with the same C). The thesis (section
+# "Hiper-parametrización y Ensemble") gives no numeric ranges to compare with, for none of
+# the three models, only: "Se seleccionaron hiperparámetros específicos para cada modelo,
+# tomando en cuenta [...] Selección de hiperparámetro más significativos [y] Rango de
+# valores con crecimiento logarítmico", and "RandomizedSearchCV, con una estrategia de cross
+# validation estratificada k=3, y la obtención de 10 modelos Random" scored by kappa.
+# XGBoost's parameters mean the same in xgboost.spark and xgboost: no mapping.
 SEARCH_SPACES: dict[str, dict[str, LogUniform]] = {
     "lr": {
         "regParam": LogUniform(1e-4, 1.0),
@@ -87,16 +118,31 @@ class ClassifierSettings:
 
     #: Train with the ``weight`` column (class weights).
     weighted: bool = False
-    #: Binary models of the one-vs-rest SVC trained at once.
+    #: Binary models of Spark's one-vs-rest SVC (``svc="spark"``) trained at once.
     parallelism: int = 1
     #: XGBoost barrier tasks (see the module's docstring).
     xgb_workers: int = 1
     seed: int = 0
+    #: The SVC: "lockstep" (:class:`~fmagenre.ml.linear_svc.OneVsRestLinearSVC`) or "spark"
+    #: (Spark's ``OneVsRest(LinearSVC)``, the benchmark's former path).
+    svc: str = "lockstep"
 
     def __post_init__(self):
         for name in ("parallelism", "xgb_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.svc not in SVC_IMPLEMENTATIONS:
+            raise ValueError(f"svc must be {' or '.join(SVC_IMPLEMENTATIONS)}, got {self.svc!r}")
+
+    def for_search(self, parallelism: int) -> ClassifierSettings:
+        """The settings of search fits run ``parallelism`` at a time: with more than one,
+        one XGBoost barrier task per fit.
+
+        A search fold is small (a few thousand rows), where XGBoost's per-level histogram
+        exchange between tasks costs more than it saves: several one-task fits at once
+        (:func:`fmagenre.ml.search.random_search`'s ``parallelism``) keep the cores busier.
+        """
+        return replace(self, xgb_workers=1) if parallelism > 1 else self
 
 
 class BarrierModeError(InputError, RuntimeError):
@@ -142,6 +188,8 @@ def make_classifier(name: str, params: dict, settings: ClassifierSettings) -> Es
             **weight,
             **params,
         )
+    if name == "svc" and settings.svc == "lockstep":
+        return OneVsRestLinearSVC(**columns, **weight, **params)
     if name == "svc":
         # pyspark's one-vs-rest reads its binary models' raw predictions from its own
         # rawPredictionCol, and a reloaded one forgets a non-default value: both keep theirs.

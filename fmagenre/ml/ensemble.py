@@ -1,4 +1,4 @@
-"""Hard-voting ensemble of Spark ML models: an Estimator, and the model it fits.
+"""Voting ensemble of Spark ML models: an Estimator, and the model it fits.
 
 :class:`VotingEnsemble` fits a ``preprocessing`` stage that turns the feature columns
 (``featureCols``) into one ``featuresCol`` (here: mean imputation and assembly), caches the
@@ -10,15 +10,22 @@ label column's metadata as ``StringIndexer`` writes it, so that
 ``Pipeline(stages=[StringIndexer(inputCol="genre_top", outputCol="label"), VotingEnsemble(...)])``
 names the classes by itself.
 
-:class:`VotingEnsembleModel` counts each vote once; the class with the most votes wins. A tie
-between classes (with three models: all three disagree) goes to the tied class voted by the
-model that comes first in ``tieBreakOrder``, which the training job sets to the models by
-cross-validated kappa, best first. The output keeps the input columns as they were and adds
-every ``prediction_<name>``, ``prediction`` and the class name (``genre``); a row whose votes
-are all null gets null. The input rows travel beside the models as one struct column, and
-the sub-models see only ``featuresCol``: pyspark's one-vs-rest model re-analyses its whole
-input plan once per class, which with 518 feature columns took longer than the predictions
-themselves.
+:class:`VotingEnsembleModel` votes by its ``voting`` Param (:mod:`fmagenre.ml.voting` computes
+the same votes on arrays). ``hard`` (the default, and the vote of every model saved before the
+Param existed) counts each vote once; the class with the most votes wins. A tie between
+classes (with three models: all three disagree) goes to the tied class voted by the model that
+comes first in ``tieBreakOrder``, which the training job sets to the models by
+cross-validated kappa, best first. ``kappa`` is the same vote with each model's vote weighing
+its ``modelWeights``. ``soft`` reads each model's class margins (``rawPredictionCols``) and
+picks the class of the largest ``log(sum_m w_m softmax(margins_m / T_m) / sum_m w_m) + b``,
+with ``temperatures`` ``T`` and ``classBias`` ``b``.
+
+The output keeps the input columns as they were and adds every ``prediction_<name>``,
+``prediction`` and the class name (``genre``); a row whose votes are all null gets null (a
+soft vote: a row with a null margin). The input rows travel beside the models as one struct
+column, and the sub-models see only ``featuresCol``: pyspark's one-vs-rest model re-analyses
+its whole input plan once per class, which with 518 feature columns took longer than the
+predictions themselves.
 
 Both are saved as pyspark's ``OneVsRest`` is, alone or as a stage of a ``Pipeline``::
 
@@ -39,6 +46,7 @@ from functools import reduce
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model, Transformer
+from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasWeightCol
@@ -55,6 +63,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField
 
 from fmagenre.errors import shown_names
+from fmagenre.ml.voting import VOTES
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,8 @@ _INPUT = "_input"
 #: Class paths that earlier versions saved, read as today's class (fmagenre 0.1 had no
 #: sub-packages).
 _FORMER_CLASS_PATHS = {"VotingEnsembleModel": ("fmagenre.ensemble.VotingEnsembleModel",)}
+#: A sub-model's class margins, as an array, while the soft vote needs them.
+_RAW = "_raw_{}"
 #: Params that hold stages: saved as parts, not in the metadata.
 _STAGE_PARAMS = ("preprocessing", "estimators")
 
@@ -112,6 +123,11 @@ def _nominal_values(field: StructField) -> list[str] | None:
     """The class names in a column's ML metadata (``StringIndexer``'s output), if any."""
     attribute = field.metadata.get("ml_attr", {})
     return attribute.get("vals") if attribute.get("type") == "nominal" else None
+
+
+def _softmax_term(top: Column, temperature: float) -> Callable[[Column], Column]:
+    """``x -> exp((x - top) / temperature)``: Spark's lambdas take their elements only."""
+    return lambda x: F.exp((x - top) / temperature)
 
 
 class _EnsembleParams(HasFeaturesCol, HasPredictionCol):
@@ -357,7 +373,8 @@ class VotingEnsemble(Estimator, _EnsembleParams, HasLabelCol, HasWeightCol, _Per
 
 
 class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
-    """Hard majority vote of fitted models, ties to the highest-priority model's vote.
+    """Vote of fitted models: hard majority (ties to the highest-priority model's vote),
+    weighted, or soft.
 
     Parameters
     ----------
@@ -383,6 +400,12 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     subProbabilityCol : str or None
         The column the sub-models write class probabilities to: when set, the output also
         keeps each model's as ``probability_<name>`` (null for a model that writes none).
+    voting : str
+        ``hard``, ``kappa`` or ``soft`` (see the module); :meth:`setVote` sets it with its
+        parameters.
+    keepMargins : bool
+        Params, not arguments (``model.set(model.keepMargins, True)``): the output also keeps
+        each model's class margins as the array ``margins_<name>``.
 
     Attributes
     ----------
@@ -392,9 +415,47 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     Raises
     ------
     ValueError
-        When the models, names, labels or tie-break order do not fit together.
+        When the models, names, labels, tie-break order or vote parameters do not fit
+        together.
     """
 
+    voting = Param(
+        Params._dummy(),
+        "voting",
+        "hard: most votes; kappa: votes weighted by modelWeights; soft: weighted mean of"
+        " softmax(rawPredictionCols / temperatures), plus classBias",
+        typeConverter=TypeConverters.toString,
+    )
+    modelWeights = Param(
+        Params._dummy(),
+        "modelWeights",
+        "vote weight of each model (kappa and soft votes); empty for 1 each",
+        typeConverter=TypeConverters.toListFloat,
+    )
+    rawPredictionCols = Param(
+        Params._dummy(),
+        "rawPredictionCols",
+        "column of each sub-model's class margins (soft vote)",
+        typeConverter=TypeConverters.toListString,
+    )
+    temperatures = Param(
+        Params._dummy(),
+        "temperatures",
+        "softmax temperature of each sub-model's margins (soft vote); empty for 1 each",
+        typeConverter=TypeConverters.toListFloat,
+    )
+    classBias = Param(
+        Params._dummy(),
+        "classBias",
+        "added to each class's log mean probability (soft vote); empty for none",
+        typeConverter=TypeConverters.toListFloat,
+    )
+    keepMargins = Param(
+        Params._dummy(),
+        "keepMargins",
+        "keep each sub-model's class margins (rawPredictionCols) as the array margins_NAME",
+        typeConverter=TypeConverters.toBoolean,
+    )
     subProbabilityCol = Param(
         Params._dummy(),
         "subProbabilityCol",
@@ -417,6 +478,14 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         subProbabilityCol: str | None = None,
     ) -> None:
         super().__init__()
+        self._setDefault(
+            voting="hard",
+            modelWeights=[],
+            rawPredictionCols=[],
+            temperatures=[],
+            classBias=[],
+            keepMargins=False,
+        )
         self.preprocessing = preprocessing
         self.models = list(models)
         if subProbabilityCol is not None:
@@ -437,6 +506,68 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         _check_parts(len(self.models), self.getModelNames(), self.getTieBreakOrder())
         _check_labels(self.getLabels())
 
+    def setVote(
+        self,
+        voting: str,
+        *,
+        modelWeights: Sequence[float] = (),
+        rawPredictionCols: Sequence[str] = (),
+        temperatures: Sequence[float] = (),
+        classBias: Sequence[float] = (),
+    ) -> VotingEnsembleModel:
+        """Set the vote scheme and its parameters (see the Params).
+
+        Raises
+        ------
+        ValueError
+            When they do not fit the models and labels.
+        """
+        self._set(
+            voting=voting,
+            modelWeights=list(modelWeights),
+            rawPredictionCols=list(rawPredictionCols),
+            temperatures=list(temperatures),
+            classBias=list(classBias),
+        )
+        self._check_vote()
+        return self
+
+    def getVoting(self) -> str:
+        return self.getOrDefault(self.voting)
+
+    def getModelWeights(self) -> list[float]:
+        """The vote weight of each model (1 each when none is set)."""
+        return self.getOrDefault(self.modelWeights) or [1.0] * len(self.models)
+
+    def getRawPredictionCols(self) -> list[str]:
+        return self.getOrDefault(self.rawPredictionCols)
+
+    def getTemperatures(self) -> list[float]:
+        return self.getOrDefault(self.temperatures) or [1.0] * len(self.models)
+
+    def getClassBias(self) -> list[float]:
+        return self.getOrDefault(self.classBias)
+
+    def _check_vote(self) -> None:
+        voting, n = self.getVoting(), len(self.models)
+        if voting not in VOTES:
+            raise ValueError(f"voting must be {', '.join(VOTES)}, got {voting!r}")
+        weights = self.getModelWeights()
+        if len(weights) != n or min(weights) < 0 or not sum(weights) > 0:
+            raise ValueError(f"modelWeights must be {n} non-negative numbers, not all 0")
+        keep = self.getOrDefault(self.keepMargins)
+        if (voting == "soft" or keep) and len(self.getRawPredictionCols()) != n:
+            raise ValueError(
+                f"a soft vote or keepMargins needs the margins column of each of the {n} models"
+            )
+        if voting != "soft":
+            return
+        temperatures = self.getTemperatures()
+        if len(temperatures) != n or not min(temperatures) > 0:
+            raise ValueError(f"temperatures must be {n} positive numbers")
+        if len(self.getClassBias()) not in (0, len(self.getLabels())):
+            raise ValueError(f"classBias must be empty or {len(self.getLabels())} numbers")
+
     def setSubProbabilityCol(self, value: str) -> VotingEnsembleModel:
         return self._set(subProbabilityCol=value)
 
@@ -455,17 +586,23 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         return _missing(columns, self.getFeatureCols())
 
     def vote(self) -> Column:
-        """The winning class index of the sub-models' vote columns."""
+        """The winning class index of the sub-models' vote columns (hard or kappa vote; the
+        soft vote reads the margins, :meth:`soft_vote`)."""
         names = self.getModelNames()
         votes = [F.col(vote_column(name)) for name in names]
         priority = {name: rank for rank, name in enumerate(self.getTieBreakOrder())}
-        # One (number of votes, -priority, class) struct per model's vote: the greatest is
-        # the most-voted class, ties going to the highest-priority model. Null votes count
+        weights = self.getModelWeights() if self.getVoting() == "kappa" else [1] * len(names)
+        # One (votes or their weight, -priority, class) struct per model's vote: the greatest
+        # is the most-voted class, ties going to the highest-priority model. Null votes count
         # for no one.
         ballots = [
             F.struct(
                 reduce(
-                    Column.__add__, (F.when(other == vote, 1).otherwise(0) for other in votes)
+                    Column.__add__,
+                    (
+                        F.when(other == vote, weight).otherwise(0)
+                        for other, weight in zip(votes, weights, strict=True)
+                    ),
                 ).alias("count"),
                 F.lit(-priority[name]).alias("priority"),
                 vote.alias("vote"),
@@ -475,7 +612,32 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         best = ballots[0] if len(ballots) == 1 else F.greatest(*ballots)
         return best.getField("vote")
 
+    def soft_vote(self, margins: Sequence[Column]) -> Column:
+        """The winning class index of the soft vote of each model's class ``margins`` (arrays,
+        in model order): null when one is null."""
+        weights, bias = self.getModelWeights(), self.getClassBias()
+        probabilities = []
+        for margin, temperature in zip(margins, self.getTemperatures(), strict=True):
+            scaled = F.transform(margin, _softmax_term(F.array_max(margin), temperature))
+            total = F.aggregate(scaled, F.lit(0.0), lambda sum_, x: sum_ + x)
+            probabilities.append((scaled, total))
+        scores = []
+        for c in range(len(self.getLabels())):
+            mean = reduce(
+                Column.__add__,
+                (
+                    F.lit(weight) * (scaled[c] / total)
+                    for (scaled, total), weight in zip(probabilities, weights, strict=True)
+                ),
+            ) / F.lit(float(sum(weights)))
+            score = F.log(mean) + F.lit(bias[c] if bias else 0.0)
+            # The greatest (score, -class): the first class of the largest score.
+            scores.append(F.struct(score.alias("score"), F.lit(-c).alias("minus")))
+        best = scores[0] if len(scores) == 1 else F.greatest(*scores)
+        return F.when(best.getField("score").isNotNull(), (-best.getField("minus")).cast("double"))
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        self._check_vote()
         _check_features(dataset.columns, self.getFeatureCols())
         votes = [vote_column(name) for name in self.getModelNames()]
         outputs = [*votes, self.getPredictionCol(), self.getLabelNameCol()]
@@ -489,10 +651,19 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         kept = [_INPUT, self.getFeaturesCol()]
         result = self.preprocessing.transform(inputs).select(*kept)
         source = self.getSubProbabilityCol()
-        probabilities = []
-        for name, vote, model in zip(self.getModelNames(), votes, self.models, strict=True):
+        soft = self.getVoting() == "soft"
+        keep = self.getOrDefault(self.keepMargins)
+        raws = self.getRawPredictionCols() if soft or keep else [None] * len(self.models)
+        probabilities, margins = [], []
+        for i, (name, vote, model, raw) in enumerate(
+            zip(self.getModelNames(), votes, self.models, raws, strict=True)
+        ):
             kept.append(vote)
             result = model.transform(result)
+            if raw is not None:
+                margins.append(_RAW.format(i))
+                kept.append(margins[-1])
+                result = result.withColumn(margins[-1], vector_to_array(_column(raw)))
             if source is not None:
                 column = f"probability_{name}"
                 written = source in result.columns
@@ -503,7 +674,13 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
                 kept.append(column)
             result = result.select(*kept)
         prediction = self.getPredictionCol()
-        outputs = [*votes, *probabilities, self.vote().alias(prediction)]
+        winner = self.soft_vote([F.col(m) for m in margins]) if soft else self.vote()
+        if keep:
+            names = self.getModelNames()
+            probabilities += [
+                F.col(m).alias(f"margins_{n}") for m, n in zip(margins, names, strict=True)
+            ]
+        outputs = [*votes, *probabilities, winner.alias(prediction)]
         return result.select(f"{_INPUT}.*", *outputs).withColumn(
             self.getLabelNameCol(), self.label_name(F.col(prediction))
         )

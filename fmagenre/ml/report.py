@@ -3,7 +3,8 @@
 In the job's output directory (any Hadoop path)::
 
     metrics.json               everything measured (see fmagenre.ml.training.run)
-    report.md                  the same, readable: test scores, per-genre recall, search, times
+    report.md                  the same, readable: test scores, per-genre recall, vote schemes,
+                               search, times
     confusion_<model>.csv      test confusion matrix, true genres as rows
     confusion_<model>.png      the same as a heat map: share of each true genre's tracks
 
@@ -126,6 +127,79 @@ def score_table(metrics: Mapping) -> list[list[str]]:
 
 
 SCORE_HEADER = ["model", "accuracy", "kappa", "macro F1", "weighted F1", "CV kappa"]
+#: What each vote scheme of ``metrics["vote"]`` is.
+SCHEME_TITLES = {
+    "hard": "hard vote",
+    "kappa": "votes weighted by CV kappa",
+    "soft": "soft vote (calibrated probabilities)",
+    "soft_bias": "soft vote + class biases tuned for kappa",
+    "soft_f1": "soft vote + class biases tuned for macro F1",
+}
+
+
+def zero_recall(test: Mapping) -> list[str]:
+    """The genres with test rows of which none was recognised."""
+    return [genre for genre, c in test["per_class"].items() if c["support"] and not c["recall"]]
+
+
+def vote_table(metrics: Mapping) -> list[list[str]]:
+    """Rows of the vote-scheme table: scheme, CV kappa, test accuracy, kappa, macro F1, genres
+    at 0% recall; the chosen scheme marked."""
+    vote = metrics["vote"]
+    rows = []
+    for key, test in vote["test"].items():
+        mark = " (chosen)" if key == vote["scheme"] else ""
+        rows.append(
+            [
+                f"{key}{mark}",
+                _number(vote["cv_kappa"].get(key)),
+                _percent(test["accuracy"]),
+                _number(test["kappa"]),
+                _number(test["f1_macro"]),
+                str(len(zero_recall(test))),
+            ]
+        )
+    return rows
+
+
+VOTE_HEADER = ["scheme", "CV kappa", "accuracy", "kappa", "macro F1", "genres at 0% recall"]
+
+
+def _vote_lines(metrics: Mapping) -> list[str]:
+    """The report's vote section: the chosen scheme, its parameters, every scheme's scores."""
+    vote = metrics["vote"]
+    lines = ["## Vote", ""]
+    lines.append(
+        f"Chosen: {vote['scheme']} ({SCHEME_TITLES.get(vote['scheme'], vote['scheme'])},"
+        f" --vote {metrics['options']['vote']}); model weights "
+        + ", ".join(f"{m} {w:.4g}" for m, w in vote["weights"].items())
+    )
+    if vote["temperatures"]:
+        lines[-1] += "; temperatures " + ", ".join(
+            f"{m} {t:.4g}" for m, t in vote["temperatures"].items()
+        )
+    if vote["class_bias"]:
+        lines += [
+            "",
+            "Class biases: " + ", ".join(f"{g} {b:+.2f}" for g, b in vote["class_bias"].items()),
+        ]
+    lines += [
+        "",
+        "Every scheme from the same fitted models: CV kappa on the out-of-fold predictions of"
+        " each model's best candidate (temperatures and biases fitted on the other folds), test"
+        " scores on the test split.",
+        "",
+        *_markdown_table(VOTE_HEADER, vote_table(metrics)),
+        "",
+    ]
+    schemes = list(vote["test"])
+    recall_rows = [
+        [genre, *(_percent(vote["test"][key]["per_class"][genre]["recall"]) for key in schemes)]
+        for genre in metrics["labels"]
+    ]
+    lines += ["Recall per genre (test) by scheme:", ""]
+    lines += _markdown_table(["genre", *schemes], recall_rows)
+    return [*lines, ""]
 
 
 def _row_counts(rows: dict, labels: list) -> str:
@@ -166,7 +240,8 @@ def markdown_report(metrics: Mapping) -> str:
         f"- random search: {options['candidates']} candidates, stratified {options['folds']}-fold"
         f" cross-validation, Cohen's kappa; seed {options['seed']};"
         f" class weights {options['class_weights']}",
-        f"- hard vote, ties (all models disagree) to: {', '.join(metrics['tie_break_order'])}",
+        f"- {metrics['vote']['scheme'] if 'vote' in metrics else 'hard'} vote; hard-vote ties"
+        f" (all models disagree) to: {', '.join(metrics['tie_break_order'])}",
         "",
         "## Test scores",
         "",
@@ -182,7 +257,10 @@ def markdown_report(metrics: Mapping) -> str:
             [genre, str(per_model[0]["support"]), *(_percent(c["recall"]) for c in per_model)]
         )
     lines += _markdown_table(["genre", "test tracks", *models], recall_rows)
-    lines += ["", "## Random search", ""]
+    lines.append("")
+    if "vote" in metrics:
+        lines += _vote_lines(metrics)
+    lines += ["## Random search", ""]
     for model, search in metrics["search"].items():
         best = search["best"]
         lines += [
@@ -225,6 +303,12 @@ def console_summary(metrics: Mapping) -> str:
     lines += [
         "  " + "".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table
     ]
+    if "vote" in metrics:
+        vote = metrics["vote"]
+        lines.append(
+            f"  vote: {vote['scheme']}; CV kappa "
+            + ", ".join(f"{key} {_number(score)}" for key, score in vote["cv_kappa"].items())
+        )
     timings = metrics["timings"]
     lines.append(
         "  time: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timings.items())

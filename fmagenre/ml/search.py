@@ -2,9 +2,11 @@
 
 Each candidate is fitted on ``k - 1`` folds and scored on the remaining one, for each fold in
 turn; its score is the mean of the ``k`` scores (Cohen's kappa here) and the best mean wins.
-Candidates and folds run one after the other: every fit already uses all the cluster's cores,
-and XGBoost's barrier stages need every slot at once. Each candidate's parameters, fold
-scores and time go to the log and into the result.
+The ``candidates x k`` fits run ``parallelism`` at a time, from driver threads (Spark runs
+the jobs of several threads at once): a fit on a search sample is mostly short Spark jobs
+and driver work, which leave the cores idle, so two fits overlap well on two cores. Each
+candidate's parameters, fold scores and times go to the log and into the result, whatever
+the parallelism, in drawing order.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from pyspark.ml import Estimator
 from pyspark.ml.evaluation import Evaluator
@@ -31,7 +34,10 @@ class CandidateResult:
 
     params: dict
     fold_scores: list[float]
+    #: From the start of its first fold's fit to the end of its last fold's evaluation.
     seconds: float
+    #: Each fold's fit and evaluation.
+    fold_seconds: list[float] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -64,6 +70,7 @@ class SearchResult:
                     "fold_scores": c.fold_scores,
                     "score": c.score,
                     "seconds": round(c.seconds, 3),
+                    "fold_seconds": [round(seconds, 3) for seconds in c.fold_seconds],
                 }
                 for c in self.candidates
             ],
@@ -81,6 +88,7 @@ def random_search(
     seed: int,
     fold_col: str = "fold",
     name: str = "model",
+    parallelism: int = 1,
 ) -> SearchResult:
     """Draw ``candidates`` parameter sets from ``space`` and cross-validate each.
 
@@ -101,35 +109,61 @@ def random_search(
         The fold column.
     name : str
         Model name for the log.
+    parallelism : int
+        Fits (with their evaluations) run at once, in drawing order; ``build`` and
+        ``evaluator`` must then be safe to call from several threads.
     """
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
+    if parallelism < 1:
+        raise ValueError(f"parallelism must be at least 1, got {parallelism}")
     if not evaluator.isLargerBetter():
         raise ValueError("the evaluator's metric must be larger-is-better")
     started = time.perf_counter()
-    results = []
     drawn = draw_candidates(space, candidates=candidates, seed=seed)
-    for number, params in enumerate(drawn, start=1):
-        candidate_started = time.perf_counter()
-        scores = []
-        for fold in range(folds):
-            model = build(params).fit(data.where(F.col(fold_col) != fold))
-            scores.append(evaluator.evaluate(model.transform(data.where(F.col(fold_col) == fold))))
-        result = CandidateResult(
-            params=params, fold_scores=scores, seconds=time.perf_counter() - candidate_started
-        )
-        results.append(result)
-        log.info(
-            "%s candidate %d/%d: score %.4f (folds %s) in %.1f s: %s",
-            name,
-            number,
-            len(drawn),
-            result.score,
-            ", ".join(f"{s:.4f}" for s in scores),
-            result.seconds,
-            ", ".join(f"{key}={_short(value)}" for key, value in params.items()),
-        )
+
+    def fit_and_score(params: dict, fold: int) -> tuple[float, float, float]:
+        """The fold's score, and the start and end of its fit and evaluation."""
+        fold_started = time.perf_counter()
+        model = build(params).fit(data.where(F.col(fold_col) != fold))
+        score = evaluator.evaluate(model.transform(data.where(F.col(fold_col) == fold)))
+        return score, fold_started, time.perf_counter()
+
+    results = []
+    with ThreadPoolExecutor(parallelism, thread_name_prefix=f"search-{name}") as pool:
+        try:
+            runs = [
+                [pool.submit(fit_and_score, params, fold) for fold in range(folds)]
+                for params in drawn
+            ]
+            for number, (params, futures) in enumerate(zip(drawn, runs, strict=True), start=1):
+                outcomes = [future.result() for future in futures]
+                result = CandidateResult(
+                    params=params,
+                    fold_scores=[score for score, _, _ in outcomes],
+                    seconds=max(end for *_, end in outcomes) - min(s for _, s, _ in outcomes),
+                    fold_seconds=[end - begin for _, begin, end in outcomes],
+                )
+                results.append(result)
+                _log_candidate(name, number, len(drawn), result)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
     return SearchResult(candidates=results, seconds=time.perf_counter() - started)
+
+
+def _log_candidate(name: str, number: int, count: int, result: CandidateResult) -> None:
+    log.info(
+        "%s candidate %d/%d: score %.4f (folds %s) in %.1f s (fits %s s): %s",
+        name,
+        number,
+        count,
+        result.score,
+        ", ".join(f"{score:.4f}" for score in result.fold_scores),
+        result.seconds,
+        ", ".join(f"{seconds:.1f}" for seconds in result.fold_seconds),
+        ", ".join(f"{key}={_short(value)}" for key, value in result.params.items()),
+    )
 
 
 def _short(value: float | int) -> str:

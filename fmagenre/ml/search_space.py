@@ -4,7 +4,8 @@ A log-uniform draw spends as many candidates on [0.001, 0.01] as on [0.1, 1], wh
 scale parameters (regularisation, learning rate, tree counts). Integer ranges are discrete
 log-uniform: ``k`` has the probability of ``[k, k + 1)`` under the continuous law on
 ``[low, high + 1)``. Draws are deterministic for a seed. A TOML file can replace ranges
-(:func:`read_search_space`).
+(:func:`read_search_space`). :func:`spark_reg_param` and :func:`sklearn_C` translate Spark's
+``regParam`` to and from scikit-learn's ``C``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,46 @@ def draw_candidates(
         raise ValueError("the search space is empty")
     rng = np.random.default_rng(seed)
     return [{name: scale.draw(rng) for name, scale in space.items()} for _ in range(candidates)]
+
+
+def spark_reg_param(C: float, n: float) -> float:
+    """Spark ML's ``regParam`` equivalent to scikit-learn's ``C`` on ``n`` training rows.
+
+    Spark's ``LogisticRegression`` and ``LinearSVC`` minimise the mean loss plus
+    ``regParam * (alpha * |w|_1 + (1 - alpha) / 2 * |w|^2)``; scikit-learn's
+    ``LogisticRegression`` and ``LinearSVC`` minimise ``C`` times the summed loss plus
+    ``l1_ratio * |w|_1 + (1 - l1_ratio) / 2 * |w|^2``. Dividing Spark's objective by
+    ``regParam`` gives scikit-learn's with ``C = 1 / (regParam * n)`` and
+    ``l1_ratio = alpha``. The intercept is not penalised, except by scikit-learn's
+    ``LinearSVC`` (liblinear's penalty covers it as the weight of a constant feature).
+
+    Parameters
+    ----------
+    C : float
+        scikit-learn's inverse regularisation strength, positive.
+    n : float
+        Training rows, positive; with sample weights, their sum.
+
+    Returns
+    -------
+    float
+        ``1 / (C * n)``.
+    """
+    return 1.0 / _positive(C, "C") / _positive(n, "n")
+
+
+def sklearn_C(reg_param: float, n: float) -> float:
+    """scikit-learn's ``C`` equivalent to Spark ML's ``regParam`` on ``n`` training rows.
+
+    The inverse of :func:`spark_reg_param`: ``1 / (regParam * n)``.
+    """
+    return 1.0 / _positive(reg_param, "reg_param") / _positive(n, "n")
+
+
+def _positive(value: float, name: str) -> float:
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return float(value)
 
 
 class SearchSpaceError(InputError, ValueError):

@@ -4,10 +4,14 @@
 then for each of the three models (:mod:`fmagenre.ml.classifiers`) runs a random search with
 stratified k-fold cross-validation scored by Cohen's kappa (:mod:`fmagenre.ml.search`)
 on a stratified sample of the training split. A :class:`~fmagenre.ml.ensemble.VotingEnsemble`
-then fits the best candidate of each on the whole training split into a hard-voting
+then fits the best candidate of each on the whole training split into a
 :class:`~fmagenre.ml.ensemble.VotingEnsembleModel` whose ties go to the model with the best
-cross-validated kappa. It evaluates each model and the ensemble on the test split and writes,
-under the output directory::
+cross-validated kappa. Its vote scheme (``vote``: hard, kappa-weighted or soft, or ``auto``,
+the best cross-validated one; :mod:`fmagenre.ml.voting`) is fitted and scored on the
+out-of-fold predictions of each model's best candidate, which the search's evaluator keeps
+as it scores them (a collect of each fold's rows: no extra fit). It evaluates each model,
+the ensemble and every vote scheme on the test split and writes, under the output
+directory::
 
     model/                  the ensemble (VotingEnsembleModel.load)
     metrics.json, report.md, confusion_<model>.csv/.png   (fmagenre.ml.report)
@@ -24,8 +28,10 @@ which would fit its winner on the rows it searched.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,12 +40,17 @@ from datetime import UTC, datetime
 from functools import partial
 
 import numpy as np
-from pyspark.ml import PipelineModel, Transformer
+from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
+from pyspark.ml.evaluation import Evaluator
+from pyspark.ml.feature import SQLTransformer
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from fmagenre.audio.feature_sets import select_feature_columns
 from fmagenre.audio.names import family_of, flat_names
-from fmagenre.metrics.classification import classification_summary
+from fmagenre.metrics.classification import classification_summary, cohen_kappa
+from fmagenre.ml import voting
 from fmagenre.ml.classifiers import (
     LABEL_COL,
     MODEL_NAMES,
@@ -53,20 +64,23 @@ from fmagenre.ml.classifiers import (
     training_pipeline,
 )
 from fmagenre.ml.ensemble import VotingEnsemble, VotingEnsembleModel
-from fmagenre.ml.kappa import KappaEvaluator, confusion_matrix
 from fmagenre.ml.report import ENSEMBLE, write_confusions, write_report
 from fmagenre.ml.search import SearchResult, random_search
 from fmagenre.ml.search_space import LogUniform, read_search_space
 from fmagenre.ml.stratify import assign_folds, sample_quotas, stratified_sample
-from fmagenre.ml.training_data import LabelledData, labelled_data
+from fmagenre.ml.training_data import CLASS_WEIGHTS, LabelledData, labelled_data
 from fmagenre.platform.hadoop import hadoop_fs, read_bytes
 from fmagenre.tables.inputs import read_feature_rows, read_labels
 
 log = logging.getLogger(__name__)
 
-CLASS_WEIGHTS = ("none", "balanced")
 MODEL_DIR = "model"
 FOLD_COL = "fold"
+#: The search sample's row number, and the candidate of a search fit's predictions: they
+#: match the models' out-of-fold predictions.
+ROW_COL = "_row"
+CANDIDATE_COL = "_candidate"
+VOTE_CHOICES = (*voting.VOTES, "auto")
 #: Training tracks (a seeded random sample) whose means impute missing features: plenty for a
 #: mean, and fitting the imputer's 518 averages on all 93k tracks takes a minute on 2 cores.
 IMPUTER_ROWS = 20_000
@@ -84,12 +98,22 @@ class TrainOptions:
     folds: int = 3
     #: Seed of the search sample, the folds, the candidates and XGBoost.
     seed: int = 0
-    #: "none", or "balanced" for class weights.
+    #: Class weights: "none", "balanced" or "sqrt" (:mod:`fmagenre.ml.training_data`).
     class_weights: str = "none"
+    #: Vote scheme: "hard", "kappa", "soft", or "auto" for the best cross-validated one.
+    vote: str = "auto"
+    #: The soft vote's per-class biases: "none", "kappa" (maximise the out-of-fold kappa) or
+    #: "f1" (its macro F1, within 2 points of accuracy; :mod:`fmagenre.ml.voting`).
+    class_bias: str = "f1"
     #: Training tracks in the search sample; 0 for all of them.
     search_rows: int = 10_000
     #: XGBoost barrier tasks; None for the session's default parallelism.
     xgb_workers: int | None = None
+    #: Search fits at once (:func:`~fmagenre.ml.search.random_search`); None for the
+    #: session's default parallelism.
+    search_parallelism: int | None = None
+    #: The SVC (:data:`fmagenre.ml.classifiers.SVC_IMPLEMENTATIONS`).
+    svc: str = "lockstep"
     #: Search ranges by model (:data:`fmagenre.ml.classifiers.SEARCH_SPACES`).
     search_spaces: Mapping[str, Mapping[str, LogUniform]] = field(
         default_factory=lambda: SEARCH_SPACES
@@ -110,6 +134,12 @@ class TrainOptions:
         if self.class_weights not in CLASS_WEIGHTS:
             raise ValueError(
                 f"class_weights must be {' or '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}"
+            )
+        if self.vote not in VOTE_CHOICES:
+            raise ValueError(f"vote must be {', '.join(VOTE_CHOICES)}, got {self.vote!r}")
+        if self.class_bias not in voting.CLASS_BIASES:
+            raise ValueError(
+                f"class_bias must be {' or '.join(voting.CLASS_BIASES)}, got {self.class_bias!r}"
             )
         if self.search_rows < 0:
             raise ValueError(f"search_rows must be 0 (all) or more, got {self.search_rows}")
@@ -188,9 +218,15 @@ class _Timings(dict):
         log.info("%s: %.1f s", name, self[name])
 
 
-def _cached(frame: DataFrame, partitions: int) -> DataFrame:
-    """``frame`` spread evenly over ``partitions`` and cached: every fit reads it many times."""
-    cached = frame.repartition(partitions).cache()
+def _cached(frame: DataFrame, partitions: int, *, numbered: bool = False) -> DataFrame:
+    """``frame`` spread evenly over ``partitions`` and cached: every fit reads it many times.
+
+    With ``numbered``, each row gets a number (``ROW_COL``), fixed by the cache.
+    """
+    spread = frame.repartition(partitions)
+    if numbered:
+        spread = spread.withColumn(ROW_COL, F.monotonically_increasing_id())
+    cached = spread.cache()
     cached.count()
     return cached
 
@@ -243,8 +279,70 @@ def _search_vectors(
     """The folded vectors of the search sample (cached)."""
     folded = _search_sample(data, options)
     return _cached(
-        vectorizer.transform(folded).select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL), partitions
+        vectorizer.transform(folded).select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL),
+        partitions,
+        numbered=True,
     )
+
+
+def _raw_col(classifier: Estimator | Transformer) -> str:
+    """The column where a classifier (or its model) writes its class margins."""
+    return classifier.getOrDefault(classifier.getParam("rawPredictionCol"))
+
+
+def _candidate_key(params: Mapping) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+class _OutOfFoldKappa(Evaluator):
+    """Cohen's kappa of a search fold's predictions, as
+    :class:`~fmagenre.ml.kappa.KappaEvaluator` scores them, that also keeps the fold's
+    rows: number, fold, label, vote and class margins, by candidate (``CANDIDATE_COL``) and
+    fold. One collect of the fold's predictions serves both."""
+
+    def __init__(self, prediction: str, raw: str) -> None:
+        super().__init__()
+        self.prediction, self.raw = prediction, raw
+        self.kept: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
+        self._lock = threading.Lock()
+
+    def _evaluate(self, dataset: DataFrame) -> float:
+        rows = dataset.select(
+            CANDIDATE_COL,
+            FOLD_COL,
+            ROW_COL,
+            F.col(LABEL_COL).cast("int"),
+            F.col(self.prediction).cast("int"),
+            vector_to_array(self.raw),
+        ).collect()
+        if not rows:
+            raise ValueError("no rows to evaluate")
+        numbers, folds, labels, votes = (np.array([row[i] for row in rows]) for i in (2, 1, 3, 4))
+        margins = np.array([row[5] for row in rows], dtype=float)
+        keys = {(row[0], row[1]) for row in rows}
+        if len(keys) != 1:
+            raise ValueError("a search evaluation must hold one candidate's fold")
+        with self._lock:
+            self.kept[keys.pop()] = (numbers, folds, labels, votes, margins)
+        size = int(max(labels.max(), votes.max())) + 1
+        confusion = np.bincount(labels * size + votes, minlength=size * size)
+        return cohen_kappa(confusion.reshape(size, size))
+
+    def isLargerBetter(self) -> bool:
+        return True
+
+    def out_of_fold(self, params: Mapping, folds: int) -> tuple[np.ndarray, ...]:
+        """Row numbers, folds, labels, votes and margins of candidate ``params`` on every
+        fold."""
+        parts = [self.kept[(_candidate_key(params), fold)] for fold in range(folds)]
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _tagged(estimator: Estimator, params: Mapping) -> Pipeline:
+    """``estimator``, whose predictions name the candidate ``params`` (``CANDIDATE_COL``)."""
+    key = _candidate_key(params).replace("'", "")
+    tag = SQLTransformer(statement=f"SELECT *, '{key}' AS {CANDIDATE_COL} FROM __THIS__")
+    return Pipeline(stages=[estimator, tag])
 
 
 def _search_models(
@@ -252,23 +350,89 @@ def _search_models(
     settings: ClassifierSettings,
     options: TrainOptions,
     timings: _Timings,
-) -> dict[str, SearchResult]:
-    """Each model's random search on the search sample."""
-    searches = {}
+) -> tuple[dict[str, SearchResult], dict[str, _OutOfFoldKappa]]:
+    """Each model's random search on the search sample, and its evaluator, which kept the
+    candidates' out-of-fold predictions."""
+    searches, evaluators = {}, {}
+    # Fits at once; with several, one XGBoost barrier task each (ClassifierSettings.for_search).
+    parallel = (
+        options.search_parallelism or search_vectors.sparkSession.sparkContext.defaultParallelism
+    )
+    search_settings = settings.for_search(parallel)
     for name in MODEL_NAMES:
+        raw = _raw_col(training_pipeline(name, {}, settings).getStages()[-1])
+        evaluators[name] = _OutOfFoldKappa(prediction_col(name), raw)
         with timings.stage(f"search {name}"):
             searches[name] = random_search(
                 search_vectors,
-                build=lambda params, name=name: training_pipeline(name, params, settings),
+                build=lambda params, name=name: _tagged(
+                    training_pipeline(name, params, search_settings), params
+                ),
                 space=options.search_spaces[name],
-                evaluator=KappaEvaluator(labelCol=LABEL_COL, predictionCol=prediction_col(name)),
+                evaluator=evaluators[name],
                 candidates=options.candidates,
                 folds=options.folds,
                 seed=options.seed,
                 fold_col=FOLD_COL,
                 name=name,
+                parallelism=parallel,
             )
-    return searches
+    return searches, evaluators
+
+
+def _out_of_fold(
+    searches: Mapping[str, SearchResult],
+    evaluators: Mapping[str, _OutOfFoldKappa],
+    folds: int,
+) -> voting.OutOfFold:
+    """The out-of-fold predictions of each model's best candidate, row by row."""
+    votes, margins = {}, {}
+    labels = numbers = fold_of = None
+    for name in MODEL_NAMES:
+        kept = evaluators[name].out_of_fold(searches[name].best.params, folds)
+        order = np.argsort(kept[0], kind="stable")
+        rows, fold, truth, vote, margin = (column[order] for column in kept)
+        if numbers is None:
+            numbers, fold_of, labels = rows, fold, truth
+        elif not np.array_equal(rows, numbers):
+            raise RuntimeError(f"{name}'s out-of-fold rows differ from the other models'")
+        votes[name], margins[name] = vote, margin
+    return voting.OutOfFold(labels=labels, folds=fold_of, votes=votes, margins=margins)
+
+
+def _choose_vote(
+    ensemble: VotingEnsembleModel,
+    oof: voting.OutOfFold,
+    searches: Mapping[str, SearchResult],
+    options: TrainOptions,
+    classes: int,
+) -> tuple[str, dict[str, voting.VoteSettings], dict[str, float]]:
+    """Fit and score every vote scheme on ``oof``; set the chosen one on ``ensemble``.
+
+    Returns the chosen scheme's key, every scheme's settings and cross-validated kappa.
+    """
+    settings, scores = voting.choose(
+        oof,
+        MODEL_NAMES,
+        classes,
+        cv_kappas=[_score(searches[name]) for name in MODEL_NAMES],
+        priority=ensemble.getTieBreakOrder(),
+    )
+    if options.vote == "auto":
+        chosen = voting.best_scheme(scores, class_bias=options.class_bias)
+    elif options.vote == "soft":
+        chosen = voting.soft_key(options.class_bias)
+    else:
+        chosen = options.vote
+    vote = settings[chosen]
+    ensemble.setVote(
+        vote.scheme,
+        modelWeights=vote.weights,
+        rawPredictionCols=[_raw_col(model.stages[-1]) for model in ensemble.models],
+        temperatures=vote.temperatures,
+        classBias=vote.bias,
+    )
+    return chosen, settings, scores
 
 
 def _fit_ensemble(
@@ -301,26 +465,56 @@ def _fit_ensemble(
     return ensemble.fit(data.split("train").repartition(partitions))
 
 
+def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    counts = np.bincount(labels * classes + predicted, minlength=classes * classes)
+    return counts.reshape(classes, classes).astype(float)
+
+
 def _evaluate(
-    ensemble: VotingEnsembleModel, data: LabelledData, *, partitions: int
-) -> dict[str, np.ndarray]:
-    """The confusion matrix of each model and of the ensemble on the test split."""
-    outputs = [prediction_col(name) for name in MODEL_NAMES] + [ensemble.getPredictionCol()]
+    ensemble: VotingEnsembleModel,
+    data: LabelledData,
+    schemes: Mapping[str, voting.VoteSettings],
+    chosen: str,
+    *,
+    partitions: int,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """The test confusion matrices of each model and of the ensemble, and of the ensemble
+    under each vote scheme, from one collect of the models' votes and margins; and the test
+    rows where the ensemble's vote differs from :func:`fmagenre.ml.voting.predict`'s for the
+    chosen scheme (0 unless a soft vote's near-tie rounds apart in Spark and NumPy)."""
+    names, classes = list(MODEL_NAMES), len(data.labels)
+    margins_cols = [f"margins_{name}" for name in names]
+    outputs = [prediction_col(name) for name in names] + margins_cols
     # Spread over the cores: each partition starts the models' Python side (XGBoost).
     test = data.split("test").select(LABEL_COL, *ensemble.getFeatureCols())
-    predictions = ensemble.transform(test.repartition(partitions)).select(LABEL_COL, *outputs)
-    predictions = predictions.cache()
-    confusions = {
-        model: confusion_matrix(
-            predictions,
-            label_col=LABEL_COL,
-            prediction_col=column,
-            num_classes=len(data.labels),
+    ensemble.set(ensemble.keepMargins, True)
+    try:
+        rows = (
+            ensemble.transform(test.repartition(partitions))
+            .select(LABEL_COL, *outputs, ensemble.getPredictionCol())
+            .collect()
         )
-        for model, column in zip([*MODEL_NAMES, ENSEMBLE], outputs, strict=True)
-    }
-    predictions.unpersist()
-    return confusions
+    finally:
+        ensemble.clear(ensemble.keepMargins)
+    labels = np.array([row[0] for row in rows], dtype=np.int64)
+    m = len(names)
+    column = {name: i for i, name in enumerate(names)}
+    votes = {n: np.array([row[1 + column[n]] for row in rows], dtype=np.int64) for n in names}
+    margins = {n: np.array([row[1 + m + column[n]] for row in rows], dtype=float) for n in names}
+    predicted = np.array([row[-1] for row in rows], dtype=np.int64)
+    confusions = {name: _confusion(labels, votes[name], classes) for name in names}
+    confusions[ENSEMBLE] = _confusion(labels, predicted, classes)
+    by_scheme, differ = {}, 0
+    for key, settings in schemes.items():
+        scheme = voting.predict(
+            settings, names, votes, margins, classes, priority=ensemble.getTieBreakOrder()
+        )
+        by_scheme[key] = _confusion(labels, scheme, classes)
+        if key == chosen:
+            differ = int((scheme != predicted).sum())
+    if differ:
+        log.warning("the ensemble's vote differs from NumPy's on %d test rows", differ)
+    return confusions, by_scheme, differ
 
 
 def _metrics(
@@ -335,6 +529,7 @@ def _metrics(
     searches: Mapping[str, SearchResult],
     ensemble: VotingEnsembleModel,
     confusions: Mapping[str, np.ndarray],
+    vote: dict,
     timings: _Timings,
 ) -> dict:
     """What :func:`run` returns and writes to ``metrics.json``."""
@@ -353,6 +548,8 @@ def _metrics(
             "folds": options.folds,
             "seed": options.seed,
             "class_weights": options.class_weights,
+            "vote": options.vote,
+            "class_bias": options.class_bias,
             "search_rows": options.search_rows,
             "windows": options.windows,
             "xgb_workers": settings.xgb_workers,
@@ -380,6 +577,7 @@ def _metrics(
             for name in MODEL_NAMES
         },
         "tie_break_order": ensemble.getTieBreakOrder(),
+        "vote": vote,
         "test": {
             model: {
                 **classification_summary(confusion, data.labels),
@@ -419,8 +617,9 @@ def run(
     dict
         Everything also written to ``metrics.json``: inputs, options, row counts, the feature
         set, each search's candidates (parameters, fold kappas, mean, seconds), the tie-break
-        order, each model's and the ensemble's test scores and confusion matrix, seconds per
-        stage.
+        order, the vote (``vote``: the chosen scheme, its weights, temperatures and class
+        biases, each scheme's cross-validated kappa and test scores), each model's and the
+        ensemble's test scores and confusion matrix, seconds per stage.
 
     Raises
     ------
@@ -440,19 +639,20 @@ def run(
     columns = list(options.columns)
     parallelism = spark.sparkContext.defaultParallelism
     settings = ClassifierSettings(
-        weighted=options.class_weights == "balanced",
+        weighted=options.class_weights != "none",
         # A binary SVC fit is mostly short Spark jobs and driver work: run twice as many as
         # there are cores, so that one's waits overlap another's work.
         parallelism=2 * parallelism,
         xgb_workers=options.xgb_workers or parallelism,
         seed=options.seed,
+        svc=options.svc,
     )
     with timings.stage("prepare data"):
         data = labelled_data(
             read_feature_rows(spark, features),
             read_labels(spark, labels),
             columns=columns,
-            class_weights=settings.weighted,
+            class_weights=options.class_weights,
             folds=options.folds,
             windows=options.windows,
         )
@@ -480,17 +680,49 @@ def run(
         len(data.labels),
         len(columns),
     )
-    searches = _search_models(search_vectors, settings, options, timings)
+    searches, evaluators = _search_models(search_vectors, settings, options, timings)
     search_vectors.unpersist()
+    oof = _out_of_fold(searches, evaluators, options.folds)
     ensemble = _fit_ensemble(
         data, vectorizer, searches, settings, columns=columns, partitions=parallelism
     )
     for part, seconds in ensemble.fit_seconds.items():
         timings[f"fit {part}"] = round(seconds, 3)
+    with timings.stage("choose vote"):
+        chosen, schemes, cv_scores = _choose_vote(
+            ensemble, oof, searches, options, len(data.labels)
+        )
+    log.info(
+        "vote %s; cross-validated kappa: %s",
+        chosen,
+        ", ".join(f"{key} {score:.4f}" for key, score in cv_scores.items()),
+    )
     with timings.stage("save model"):
         ensemble.save(f"{output.rstrip('/')}/{MODEL_DIR}")
     with timings.stage("evaluate"):
-        confusions = _evaluate(ensemble, data, partitions=parallelism)
+        confusions, by_scheme, differ = _evaluate(
+            ensemble, data, schemes, chosen, partitions=parallelism
+        )
+    chosen_settings = schemes[chosen]
+    vote = {
+        "scheme": chosen,
+        "weights": dict(zip(MODEL_NAMES, ensemble.getModelWeights(), strict=True)),
+        "temperatures": dict(zip(MODEL_NAMES, chosen_settings.temperatures, strict=True))
+        if chosen_settings.temperatures
+        else {},
+        "class_bias": dict(zip(data.labels, chosen_settings.bias, strict=True))
+        if chosen_settings.bias
+        else {},
+        "cv_kappa": cv_scores,
+        "test": {
+            key: {
+                **classification_summary(confusion, data.labels),
+                "confusion": confusion.tolist(),
+            }
+            for key, confusion in by_scheme.items()
+        },
+        "test_rows_unlike_numpy": differ,
+    }
     metrics = _metrics(
         inputs={"features": features, "labels": labels},
         output=output,
@@ -502,6 +734,7 @@ def run(
         searches=searches,
         ensemble=ensemble,
         confusions=confusions,
+        vote=vote,
         timings=timings,
     )
     with timings.stage("write confusion matrices"):

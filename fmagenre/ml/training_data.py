@@ -2,9 +2,16 @@
 
 Features and labels are read by :mod:`fmagenre.tables.inputs`: a feature table or plain
 Parquet with the same columns, and the label table of ``jobs/prepare_labels.py``. Classes are
-the training genres in alphabetical order, indexed 0, 1, ...; with class weights, each row of
-genre ``c`` weighs ``n / (k * n_c)`` (scikit-learn's "balanced": every genre weighs the same
-in total), from the training counts.
+the training genres in alphabetical order, indexed 0, 1, ...; with class weights
+(:func:`class_weight_values`), from the ``n_c`` training rows of each of the ``k`` genres,
+``n`` in all, each row of genre ``c`` weighs:
+
+- ``balanced``: ``n / (k * n_c)`` (scikit-learn's "balanced": every genre weighs the same in
+  total);
+- ``sqrt``: ``n / (sqrt(n_c) * sum_d sqrt(n_d))``, proportional to ``1 / sqrt(n_c)``: a genre
+  weighs ``sqrt(n_c)`` in total, halfway (in log) between its share and an equal one.
+
+Both make the training rows' mean weight 1.
 
 Cross-validation folds are stratified (:func:`fmagenre.ml.stratify.assign_folds`). As with
 scikit-learn's ``StratifiedKFold``, a genre with fewer training rows than folds is missing
@@ -15,7 +22,8 @@ fold holds one of its rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
@@ -29,6 +37,7 @@ from fmagenre.tables.inputs import InputTableError, ok_rows, one_row_per_track
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -48,12 +57,32 @@ class LabelledData:
         return self.frame.where(F.col("split") == name)
 
 
+def class_weight_values(counts: Mapping[str, int], scheme: str) -> dict[str, float]:
+    """The weight of a row of each genre under ``scheme`` (see the module), from the training
+    rows per genre; ``none``: 1 each.
+
+    Raises
+    ------
+    ValueError
+        On an unknown scheme.
+    """
+    total = sum(counts.values())
+    if scheme == "none":
+        return dict.fromkeys(counts, 1.0)
+    if scheme == "balanced":
+        return {genre: total / (len(counts) * n) for genre, n in counts.items()}
+    if scheme == "sqrt":
+        roots = sum(math.sqrt(n) for n in counts.values())
+        return {genre: total / (math.sqrt(n) * roots) for genre, n in counts.items()}
+    raise ValueError(f"class weights must be {', '.join(CLASS_WEIGHTS)}, got {scheme!r}")
+
+
 def labelled_data(
     features: DataFrame,
     labels: DataFrame,
     *,
     columns: Sequence[str],
-    class_weights: bool,
+    class_weights: str | bool,
     folds: int,
     windows: bool = False,
 ) -> LabelledData:
@@ -73,8 +102,9 @@ def labelled_data(
         With :data:`fmagenre.tables.inputs.LABEL_COLUMNS`; ``split`` is ``train`` or ``test``.
     columns : sequence of str
         The feature columns.
-    class_weights : bool
-        Add the ``weight`` column ("balanced" weights).
+    class_weights : str or bool
+        ``none``, ``balanced`` or ``sqrt``: the ``weight`` column, unless ``none``
+        (False: ``none``, True: ``balanced``).
     folds : int
         Cross-validation folds: a genre with fewer training rows gets a warning.
     windows : bool
@@ -85,7 +115,14 @@ def labelled_data(
     InputTableError
         On a missing column, an unknown split, no row in common, an empty split, a test genre
         without training rows, or a genre with a single training row.
+    ValueError
+        On unknown class weights.
     """
+    if isinstance(class_weights, bool):
+        class_weights = "balanced" if class_weights else "none"
+    if class_weights not in CLASS_WEIGHTS:
+        raise ValueError(f"class weights must be {', '.join(CLASS_WEIGHTS)}, got {class_weights!r}")
+    weighted = class_weights != "none"
     missing = [column for column in ("track_id", *columns) if column not in features.columns]
     if missing:
         raise InputTableError(
@@ -125,11 +162,10 @@ def labelled_data(
     frame = joined.withColumn(
         LABEL_COL, label_lookup("genre", {genre: float(i) for i, genre in enumerate(classes)})
     )
-    if class_weights:
-        total = sum(train.values())
-        weights = {genre: total / (len(train) * n) for genre, n in train.items()}
+    if weighted:
+        weights = class_weight_values(train, class_weights)
         frame = frame.withColumn(WEIGHT_COL, label_lookup("genre", weights))
-    keep = ["track_id", "genre", LABEL_COL, "split"] + ([WEIGHT_COL] if class_weights else [])
+    keep = ["track_id", "genre", LABEL_COL, "split"] + ([WEIGHT_COL] if weighted else [])
     return LabelledData(
         frame=frame.select(*keep, *columns), labels=classes, counts=counts, tracks=tracks
     )

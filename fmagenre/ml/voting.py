@@ -1,0 +1,298 @@
+"""Vote schemes of the ensemble on arrays: the out-of-fold choice and its parameters.
+
+The training job collects, for each model's best candidate, its out-of-fold votes and class
+margins on the search folds (:class:`OutOfFold`), and here, in NumPy:
+
+- ``hard``: one vote per model, the most-voted class wins, ties to the first model of the
+  tie-break order that voted a tied class (fmagenre 0.1's vote);
+- ``kappa``: the same, each vote weighing the model's cross-validated kappa (with three
+  models it differs from ``hard`` only when one model's kappa exceeds the others' sum);
+- ``soft``: the weighted mean of the models' class probabilities ``softmax(margins / T)``,
+  one temperature ``T`` per model fitted on its out-of-fold margins (log loss; LR and
+  XGBoost's margins give their own probabilities at ``T = 1``, the one-vs-rest SVC's are
+  scaled to probabilities); the class of the largest ``log(mean probability) + bias`` wins.
+  With a class bias, per-class biases (coordinate ascent on a grid) maximise the out-of-fold
+  kappa (``--class-bias kappa``), which moves predictions towards minority genres as far as
+  kappa, which discounts agreement by chance, pays for it; or the macro F1 while the
+  accuracy stays within :data:`MAX_ACCURACY_LOSS` of the unbiased vote's (``f1``), which
+  gives every genre some predictions when it can afford them.
+
+Each scheme's cross-validated kappa is the mean of its fold kappas, as the search scores its
+candidates; temperatures and biases are fitted on the other folds' rows (cross-fitting), so
+that a scheme with fitted parameters is not scored on the rows it was fitted on.
+:class:`fmagenre.ml.ensemble.VotingEnsembleModel` computes the same votes in Spark.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmagenre.metrics.classification import cohen_kappa
+
+VOTES = ("hard", "kappa", "soft")
+CLASS_BIASES = ("none", "kappa", "f1")
+#: The soft vote's variants: no bias, and a bias tuned for each objective.
+SOFT_VARIANTS = {"soft": "none", "soft_bias": "kappa", "soft_f1": "f1"}
+#: Out-of-fold accuracy the ``f1`` bias may give up, from the unbiased soft vote's.
+MAX_ACCURACY_LOSS = 0.02
+#: Bias values tried for a class in each sweep, around its current one (log-score units).
+_BIAS_STEPS = np.linspace(-3.0, 3.0, 49)
+_BIAS_SWEEPS = 3
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Out-of-fold predictions of each model on the same rows."""
+
+    #: True class index of each row.
+    labels: np.ndarray
+    #: Fold of each row.
+    folds: np.ndarray
+    #: Class-index vote of each model, by model name.
+    votes: Mapping[str, np.ndarray]
+    #: Class margins of each model, shape (rows, classes), by model name.
+    margins: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class VoteSettings:
+    """The parameters of a vote scheme (:class:`fmagenre.ml.ensemble.VotingEnsembleModel`)."""
+
+    scheme: str = "hard"
+    #: Vote weight of each model (kappa and soft votes); empty for 1 each.
+    weights: tuple[float, ...] = ()
+    #: Softmax temperature of each model's margins (soft vote).
+    temperatures: tuple[float, ...] = ()
+    #: Added to each class's log mean probability (soft vote); empty for none.
+    bias: tuple[float, ...] = ()
+
+
+def kappa(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    """Cohen's kappa of class-index arrays."""
+    confusion = np.bincount(
+        labels.astype(np.int64) * classes + predicted.astype(np.int64), minlength=classes**2
+    ).reshape(classes, classes)
+    return cohen_kappa(confusion)
+
+
+def softmax(margins: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(margins / temperature)``, computed as the Spark vote does."""
+    scaled = np.exp((margins - margins.max(axis=1, keepdims=True)) / temperature)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(margins: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature whose softmax of ``margins`` has the least log loss on ``labels``.
+
+    Golden-section search on ``log T`` in ``[log 0.01, log 100]``, rounded to 4 significant
+    digits (saved in the model, and repeatable).
+    """
+    rows = np.arange(len(labels))
+    labels = labels.astype(np.int64)
+
+    def loss(log_t: float) -> float:
+        probabilities = softmax(margins, math.exp(log_t))
+        return -float(np.mean(np.log(np.maximum(probabilities[rows, labels], 1e-300))))
+
+    low, high = math.log(0.01), math.log(100.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    for _ in range(40):
+        if loss_a <= loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    return float(f"{math.exp((low + high) / 2):.4g}")
+
+
+def hard_vote(
+    votes: Sequence[np.ndarray],
+    classes: int,
+    *,
+    weights: Sequence[float] | None = None,
+    priority: Sequence[int] | None = None,
+) -> np.ndarray:
+    """The (weighted) majority class of each row; ties to the vote of the model that comes
+    first in ``priority`` (model positions) among those that voted a tied class."""
+    weights = np.ones(len(votes)) if weights is None else np.asarray(weights, dtype=float)
+    priority = list(range(len(votes))) if priority is None else list(priority)
+    stacked = np.stack([np.asarray(v, dtype=np.int64) for v in votes])
+    totals = np.zeros((stacked.shape[1], classes))
+    rows = np.arange(stacked.shape[1])
+    for vote, weight in zip(stacked, weights, strict=True):
+        totals[rows, vote] += weight
+    best = totals.max(axis=1)
+    winner = np.full(stacked.shape[1], -1)
+    for model in reversed(priority):  # the highest priority is written last
+        tied = np.isclose(totals[rows, stacked[model]], best, rtol=0, atol=1e-12)
+        winner = np.where(tied, stacked[model], winner)
+    return winner
+
+
+def soft_scores(
+    margins: Sequence[np.ndarray], temperatures: Sequence[float], weights: Sequence[float]
+) -> np.ndarray:
+    """``log`` of the weighted mean of the models' ``softmax(margins / T)``."""
+    total = sum(
+        weight * softmax(margin, temperature)
+        for margin, temperature, weight in zip(margins, temperatures, weights, strict=True)
+    )
+    with np.errstate(divide="ignore"):
+        return np.log(total / sum(weights))
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    """Mean F1 of the classes that occur in ``labels`` or ``predicted`` (scikit-learn's)."""
+    confusion = np.bincount(
+        labels.astype(np.int64) * classes + predicted.astype(np.int64), minlength=classes**2
+    ).reshape(classes, classes)
+    support, guessed, hits = confusion.sum(axis=1), confusion.sum(axis=0), np.diag(confusion)
+    occurring = (support + guessed) > 0
+    return float(np.mean(2 * hits[occurring] / (support + guessed)[occurring]))
+
+
+def tune_bias(scores: np.ndarray, labels: np.ndarray, objective: str = "kappa") -> np.ndarray:
+    """Per-class biases added to ``scores`` that maximise ``objective`` on ``labels``:
+    ``kappa``, or ``f1`` (macro F1, the accuracy at most :data:`MAX_ACCURACY_LOSS` below
+    that of ``scores`` unbiased).
+
+    Coordinate ascent: each sweep tries, for each class in turn, its bias plus each of
+    :data:`_BIAS_STEPS`, and keeps the best (the current one unless another is better).
+    """
+    classes = scores.shape[1]
+    labels = labels.astype(np.int64)
+    bias = np.zeros(classes)
+    unbiased = np.argmax(scores, axis=1)
+    floor = np.mean(unbiased == labels) - MAX_ACCURACY_LOSS
+
+    def score_of(predicted: np.ndarray) -> float:
+        if objective == "kappa":
+            return kappa(labels, predicted, classes)
+        if np.mean(predicted == labels) < floor:
+            return -math.inf
+        return macro_f1(labels, predicted, classes)
+
+    best = score_of(unbiased)
+    for _ in range(_BIAS_SWEEPS):
+        improved = False
+        for c in range(classes):
+            others = scores + bias
+            others[:, c] = -np.inf
+            rival, rival_class = others.max(axis=1), others.argmax(axis=1)
+            for value in bias[c] + _BIAS_STEPS:
+                predicted = np.where(scores[:, c] + value > rival, c, rival_class)
+                score = score_of(predicted)
+                if score > best + 1e-12:
+                    best, bias[c], improved = score, value, True
+        if not improved:
+            break
+    return np.round(bias - bias.max(), 4)
+
+
+def _soft_settings(
+    oof: OutOfFold, rows: np.ndarray, names: Sequence[str], weights: Sequence[float]
+) -> dict[str, VoteSettings]:
+    """The soft vote's variants (:data:`SOFT_VARIANTS`), temperatures and biases fitted on
+    ``rows``."""
+    labels = oof.labels[rows]
+    temperatures = tuple(fit_temperature(oof.margins[name][rows], labels) for name in names)
+    scores = soft_scores([oof.margins[n][rows] for n in names], temperatures, weights)
+    variants = {}
+    for key, objective in SOFT_VARIANTS.items():
+        tuned = () if objective == "none" else tuple(tune_bias(scores, labels, objective).tolist())
+        variants[key] = VoteSettings("soft", tuple(weights), temperatures, tuned)
+    return variants
+
+
+def predict(
+    settings: VoteSettings,
+    names: Sequence[str],
+    votes: Mapping[str, np.ndarray],
+    margins: Mapping[str, np.ndarray],
+    classes: int,
+    *,
+    priority: Sequence[str],
+) -> np.ndarray:
+    """The class index the ensemble votes for each row, under ``settings``."""
+    weights = settings.weights or (1.0,) * len(names)
+    if settings.scheme in ("hard", "kappa"):
+        return hard_vote(
+            [votes[name] for name in names],
+            classes,
+            weights=weights if settings.scheme == "kappa" else None,
+            priority=[list(names).index(name) for name in priority],
+        )
+    temperatures = settings.temperatures or (1.0,) * len(names)
+    scores = soft_scores([margins[name] for name in names], temperatures, weights)
+    if settings.bias:
+        scores = scores + np.asarray(settings.bias)
+    return np.argmax(scores, axis=1)
+
+
+def kappa_weights(cv_kappas: Sequence[float]) -> tuple[float, ...]:
+    """Vote weights from cross-validated kappas: negative or NaN count 0; all 0: 1 each."""
+    weights = [max(k, 0.0) if math.isfinite(k) else 0.0 for k in cv_kappas]
+    return tuple(round(w, 6) for w in weights) if any(weights) else (1.0,) * len(weights)
+
+
+def choose(
+    oof: OutOfFold,
+    names: Sequence[str],
+    classes: int,
+    *,
+    cv_kappas: Sequence[float],
+    priority: Sequence[str],
+) -> tuple[dict[str, VoteSettings], dict[str, float]]:
+    """Every scheme's settings fitted on all out-of-fold rows, and its cross-validated kappa.
+
+    Returns
+    -------
+    settings : dict of str to VoteSettings
+        By scheme: ``hard``, ``kappa``, and the soft vote without class biases (``soft``),
+        with biases for kappa (``soft_bias``) and for macro F1 (``soft_f1``).
+    scores : dict of str to float
+        The mean fold kappa of each, its temperatures and biases fitted on the other folds.
+    """
+    weights = kappa_weights(cv_kappas)
+    every = np.arange(len(oof.labels))
+    settings = {
+        "hard": VoteSettings("hard"),
+        "kappa": VoteSettings("kappa", weights),
+        **_soft_settings(oof, every, names, weights),
+    }
+    fold_scores: dict[str, list[float]] = {key: [] for key in settings}
+    for fold in np.unique(oof.folds):
+        held, rest = oof.folds == fold, oof.folds != fold
+        fitted = {**settings, **_soft_settings(oof, np.flatnonzero(rest), names, weights)}
+        votes = {name: oof.votes[name][held] for name in names}
+        margins = {name: oof.margins[name][held] for name in names}
+        for key, setting in fitted.items():
+            predicted = predict(setting, names, votes, margins, classes, priority=priority)
+            fold_scores[key].append(kappa(oof.labels[held], predicted, classes))
+    scores = {key: float(np.mean(values)) for key, values in fold_scores.items()}
+    return settings, scores
+
+
+def soft_key(class_bias: str) -> str:
+    """The soft vote's key in :func:`choose`'s results under ``--class-bias class_bias``."""
+    return next(key for key, objective in SOFT_VARIANTS.items() if objective == class_bias)
+
+
+def best_scheme(scores: Mapping[str, float], *, class_bias: str) -> str:
+    """The scheme with the best cross-validated kappa among ``hard``, ``kappa`` and the soft
+    vote with ``class_bias``; ties go to the first."""
+    schemes = ("hard", "kappa", soft_key(class_bias))
+    return max(schemes, key=lambda scheme: _finite(scores[scheme]))
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
