@@ -11,6 +11,7 @@ VENV35 := .venv-spark35
 STAMP35 := $(VENV35)/.installed
 SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_models.py \
 	tests/test_prepare_labels_job.py tests/test_training_data.py tests/test_explore.py \
+	tests/test_linear_svc.py tests/test_voting.py tests/test_search.py \
 	tests/test_extract_job.py::test_every_parquet_reader_sees_one_row_per_file_after_reruns \
 	tests/test_extract_job.py::test_audio_bytes_are_read_where_analysed_no_shuffle \
 	tests/test_extract_job.py::test_crashes_and_hangs_cost_one_file_each \

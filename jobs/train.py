@@ -13,6 +13,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from fmagenre.audio.names import FAMILY_SIZES
+from fmagenre.ml.classifiers import SVC_IMPLEMENTATIONS
 from fmagenre.ml.report import console_summary
 from fmagenre.ml.training import CLASS_WEIGHTS, VOTE_CHOICES, read_options, run
 from fmagenre.ml.voting import CLASS_BIASES
@@ -111,7 +112,8 @@ def make_parser() -> argparse.ArgumentParser:
         choices=VOTE_CHOICES,
         default="auto",
         help="the ensemble's vote: hard (one vote per model), kappa (votes weighted by"
-        " cross-validated kappa), soft (mean of calibrated class probabilities), auto (the"
+        " cross-validated kappa), soft (mean of calibrated class probabilities, weights fitted"
+        " on the out-of-fold log loss), auto (the"
         " best of the three by cross-validated kappa on the out-of-fold predictions)"
         " (default %(default)s)",
     )
@@ -130,6 +132,20 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="XGBoost barrier tasks, all running at once; default: the default parallelism"
         " (set it on a cluster: executors x cores / spark.task.cpus)",
+    )
+    parser.add_argument(
+        "--search-parallelism",
+        type=positive_int,
+        metavar="N",
+        help="search fits (candidate x fold) run at once from driver threads; with more than"
+        " one, each XGBoost search fit is one task; default: the default parallelism",
+    )
+    parser.add_argument(
+        "--svc",
+        choices=SVC_IMPLEMENTATIONS,
+        default="lockstep",
+        help="lockstep: all one-vs-rest SVMs in one Spark job per iteration; spark: Spark's"
+        " OneVsRest(LinearSVC), one job per genre and step, slower (default %(default)s)",
     )
     parser.add_argument(
         "--windows",
@@ -161,6 +177,8 @@ def train(spark: SparkSession, args: argparse.Namespace, config: Config) -> None
         search_rows=args.search_rows,
         windows=args.windows,
         xgb_workers=args.xgb_workers,
+        search_parallelism=args.search_parallelism,
+        svc=args.svc,
         overwrite=args.overwrite,
     )
     metrics = run(

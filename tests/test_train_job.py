@@ -164,7 +164,14 @@ def test_missing_paths_existing_output_and_a_single_row_genre(
     argv = ["--features", training_tables.features, "--labels", str(tmp_path / "single")]
     line = _fail(job, spark, capsys, [*argv, "--output", str(tmp_path / "o"), *zcr])
     assert line.startswith("train: genre(s) with a single training row: Jazz; cross-validation")
-    for option in (["--folds", "1"], ["--candidates", "0"], ["--class-weights", "auto"]):
+    bad_options = (
+        ["--folds", "1"],
+        ["--candidates", "0"],
+        ["--class-weights", "auto"],
+        ["--search-parallelism", "0"],
+        ["--svc", "liblinear"],
+    )
+    for option in bad_options:
         with pytest.raises(SystemExit) as exit_info:
             job.main([*base, "--output", str(tmp_path / "o"), *option])
         assert exit_info.value.code == 2

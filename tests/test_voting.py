@@ -34,6 +34,10 @@ def test_options_check_the_vote():
         TrainOptions(class_bias="recall")
     with pytest.raises(ValueError, match="class_weights must be none or balanced or sqrt"):
         TrainOptions(class_weights="inverse")
+    with pytest.raises(ValueError, match="search_parallelism must be at least 1, got 0"):
+        TrainOptions(search_parallelism=0)
+    with pytest.raises(ValueError, match="svc must be lockstep or spark, got 'sgd'"):
+        TrainOptions(svc="sgd")
 
 
 def test_hard_vote_weights_and_ties():
@@ -115,4 +119,31 @@ def test_choose_scores_every_scheme_on_held_out_folds():
     assert voting.best_scheme(cv, class_bias="none") in ("kappa", "soft")
     assert len(settings["soft_bias"].bias) == 3 and not settings["soft"].bias
     assert all(t > 0 for t in settings["soft"].temperatures)
+    # The soft vote's weights are fitted: the noise models get (almost) none.
+    assert settings["soft"].weights[0] >= 0.9 and sum(settings["soft"].weights) == pytest.approx(1)
     assert voting.kappa_weights([math.nan, -0.1]) == (1.0, 1.0)
+
+
+def test_fit_weights_finds_the_pool_of_least_log_loss():
+    rng = np.random.default_rng(7)
+    labels = rng.choice(4, size=4000)
+    truth = np.eye(4)[labels]
+
+    def model(strength: float) -> np.ndarray:
+        """Probabilities that lean ``strength`` towards the truth, with independent noise."""
+        return voting.softmax(strength * truth + rng.normal(0, 1, (4000, 4)))
+
+    good, also_good, noise = model(2.0), model(2.0), model(0.0)
+    weights = voting.fit_weights([good, also_good, noise], labels)
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1)
+    # Two equally good models with independent errors share the weight; noise gets none.
+    assert weights[2] == 0 and abs(weights[0] - weights[1]) <= 0.2
+
+    # On the grid, no other pool has a lower log loss.
+    def loss(w):
+        mean = sum(wi * p for wi, p in zip(w, [good, also_good, noise], strict=True))
+        return -np.mean(np.log(mean[np.arange(4000), labels]))
+
+    for other in ([1, 0, 0], [0.5, 0.5, 0], [0.4, 0.4, 0.2], [1 / 3] * 3):
+        assert loss(weights) <= loss(other) + 1e-12
+    assert voting.fit_weights([good], labels) == (1.0,)

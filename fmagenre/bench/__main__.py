@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m fmagenre.bench extract|spark|analysis|train|cpu-drift|parity|segments``.
+"""Benchmarks: ``python -m fmagenre.bench COMMAND``: extract, spark, analysis, train, balance,
+parity, cpu-drift, segments.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.

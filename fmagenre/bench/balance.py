@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fmagenre.bench import training_session
 from fmagenre.ml.voting import CLASS_BIASES
 from fmagenre.synthetic.feature_tables import THESIS_GENRE_SHARES, write_synthetic_tables
 
@@ -168,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     from fmagenre.ml.report import metrics_json
     from fmagenre.ml.training import TrainOptions, run
-    from fmagenre.platform.session import build_session
 
     weightings = [w.strip() for w in args.weights.split(",") if w.strip()]
     runs, seconds = {}, {}
@@ -180,16 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             separation=args.separation,
             seed=args.seed,
         )
-        spark = build_session(
-            "fmagenre-bench-balance",
-            master=args.master,
-            conf={
-                "spark.ui.enabled": "false",
-                "spark.driver.memory": args.driver_memory,
-                "spark.sql.shuffle.partitions": "8",
-            },
+        spark = training_session(
+            "fmagenre-bench-balance", master=args.master, driver_memory=args.driver_memory
         )
-        spark.sparkContext.setLogLevel("ERROR")
         load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
         for weights in weightings:
             started = time.perf_counter()

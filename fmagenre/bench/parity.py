@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmagenre.bench import training_session
 from fmagenre.synthetic.feature_tables import THESIS_GENRE_SHARES, write_synthetic_tables
 
 #: The pairs, in the ensemble's order.
@@ -542,19 +543,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
-    from fmagenre.platform.session import build_session
 
-    spark = build_session(
+    spark = training_session(
         "fmagenre-bench-parity",
         master=args.master,
-        conf={
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.driver.memory": args.driver_memory,
-            "spark.sql.shuffle.partitions": "8",
-        },
+        driver_memory=args.driver_memory,
+        progress=False,
     )
-    spark.sparkContext.setLogLevel("ERROR")
     load_before = _load()
     with tempfile.TemporaryDirectory(prefix="bench-parity-") as tmp:
         if args.features is None:

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from fmagenre.bench import training_session
 from fmagenre.synthetic.feature_tables import (
     THESIS_GENRE_SHARES,
     THESIS_ROWS,
@@ -145,9 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    from fmagenre.ml.report import console_summary
+    from fmagenre.ml.report import VOTE_HEADER, console_summary, vote_table, zero_recall
     from fmagenre.ml.training import TrainOptions, run
-    from fmagenre.platform.session import build_session
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         started = time.perf_counter()
@@ -159,16 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         generated = time.perf_counter() - started
-        spark = build_session(
-            "fmagenre-bench-train",
-            master=args.master,
-            conf={
-                "spark.ui.enabled": "false",
-                "spark.driver.memory": args.driver_memory,
-                "spark.sql.shuffle.partitions": "8",
-            },
+        spark = training_session(
+            "fmagenre-bench-train", master=args.master, driver_memory=args.driver_memory
         )
-        spark.sparkContext.setLogLevel("ERROR")
         load_before = _load()
         jvm_pid = _jvm_pid(spark)
         sampler = _MemorySampler(jvm_pid) if jvm_pid else None
@@ -236,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print()
     print(console_summary(metrics))
+    print("  every vote scheme, from the same fitted models (test split):")
+    widths = [28, 10, 10, 8, 10, 20]
+    for row in [VOTE_HEADER, *vote_table(metrics)]:
+        print("  " + "".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    for name, test in metrics["test"].items():
+        print(f"  {name}: {len(zero_recall(test))} genre(s) at 0% recall")
     return 0
 
 

@@ -18,7 +18,8 @@ comes first in ``tieBreakOrder``, which the training job sets to the models by
 cross-validated kappa, best first. ``kappa`` is the same vote with each model's vote weighing
 its ``modelWeights``. ``soft`` reads each model's class margins (``rawPredictionCols``) and
 picks the class of the largest ``log(sum_m w_m softmax(margins_m / T_m) / sum_m w_m) + b``,
-with ``temperatures`` ``T`` and ``classBias`` ``b``.
+with ``temperatures`` ``T``, ``modelWeights`` ``w`` (0 leaves a model out) and ``classBias``
+``b``.
 
 The output keeps the input columns as they were and adds every ``prediction_<name>``,
 ``prediction`` and the class name (``genre``); a row whose votes are all null gets null (a

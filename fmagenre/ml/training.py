@@ -55,6 +55,7 @@ from fmagenre.ml.classifiers import (
     LABEL_COL,
     MODEL_NAMES,
     SEARCH_SPACES,
+    SVC_IMPLEMENTATIONS,
     VECTOR_COL,
     WEIGHT_COL,
     ClassifierSettings,
@@ -145,6 +146,12 @@ class TrainOptions:
             raise ValueError(f"search_rows must be 0 (all) or more, got {self.search_rows}")
         if self.xgb_workers is not None and self.xgb_workers < 1:
             raise ValueError(f"xgb_workers must be at least 1, got {self.xgb_workers}")
+        if self.search_parallelism is not None and self.search_parallelism < 1:
+            raise ValueError(
+                f"search_parallelism must be at least 1, got {self.search_parallelism}"
+            )
+        if self.svc not in SVC_IMPLEMENTATIONS:
+            raise ValueError(f"svc must be {' or '.join(SVC_IMPLEMENTATIONS)}, got {self.svc!r}")
         missing = [name for name in MODEL_NAMES if name not in self.search_spaces]
         if missing:
             raise ValueError(f"no search space for model(s) {', '.join(missing)}")
@@ -424,6 +431,12 @@ def _choose_vote(
         chosen = voting.soft_key(options.class_bias)
     else:
         chosen = options.vote
+    soft = settings["soft"]
+    log.info(
+        "soft vote: weights %s; temperatures %s",
+        ", ".join(f"{m} {w:.2f}" for m, w in zip(MODEL_NAMES, soft.weights, strict=True)),
+        ", ".join(f"{m} {t:.3g}" for m, t in zip(MODEL_NAMES, soft.temperatures, strict=True)),
+    )
     vote = settings[chosen]
     ensemble.setVote(
         vote.scheme,

@@ -10,7 +10,10 @@ margins on the search folds (:class:`OutOfFold`), and here, in NumPy:
 - ``soft``: the weighted mean of the models' class probabilities ``softmax(margins / T)``,
   one temperature ``T`` per model fitted on its out-of-fold margins (log loss; LR and
   XGBoost's margins give their own probabilities at ``T = 1``, the one-vs-rest SVC's are
-  scaled to probabilities); the class of the largest ``log(mean probability) + bias`` wins.
+  scaled to probabilities), then the weights, on a grid of the simplex (steps of
+  :data:`WEIGHT_STEP`), for the least out-of-fold log loss of the mean: a weak model gets
+  little or no weight, a lone strong one may get all of it; the class of the largest
+  ``log(mean probability) + bias`` wins.
   With a class bias, per-class biases (coordinate ascent on a grid) maximise the out-of-fold
   kappa (``--class-bias kappa``), which moves predictions towards minority genres as far as
   kappa, which discounts agreement by chance, pays for it; or the macro F1 while the
@@ -25,6 +28,7 @@ that a scheme with fitted parameters is not scored on the rows it was fitted on.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +43,8 @@ CLASS_BIASES = ("none", "kappa", "f1")
 SOFT_VARIANTS = {"soft": "none", "soft_bias": "kappa", "soft_f1": "f1"}
 #: Out-of-fold accuracy the ``f1`` bias may give up, from the unbiased soft vote's.
 MAX_ACCURACY_LOSS = 0.02
+#: Spacing of the soft vote's weight grid (weights are multiples of it that sum to 1).
+WEIGHT_STEP = 0.05
 #: Bias values tried for a class in each sweep, around its current one (log-score units).
 _BIAS_STEPS = np.linspace(-3.0, 3.0, 49)
 _BIAS_SWEEPS = 3
@@ -112,6 +118,25 @@ def fit_temperature(margins: np.ndarray, labels: np.ndarray) -> float:
             b = low + ratio * (high - low)
             loss_b = loss(b)
     return float(f"{math.exp((low + high) / 2):.4g}")
+
+
+def fit_weights(probabilities: Sequence[np.ndarray], labels: np.ndarray) -> tuple[float, ...]:
+    """The weights on the simplex grid (multiples of :data:`WEIGHT_STEP` summing to 1) whose
+    weighted mean of ``probabilities`` (one array of shape (rows, classes) per model) has the
+    least log loss on ``labels``; the first of equals in the grid's order."""
+    rows, labels = np.arange(len(labels)), labels.astype(np.int64)
+    # Each model's probability of the true class: the mean's log loss needs no more.
+    truth = np.stack([p[rows, labels] for p in probabilities], axis=1)
+    units, models = round(1 / WEIGHT_STEP), len(probabilities)
+    best, best_loss = None, math.inf
+    # Stars and bars: each choice of models - 1 bar positions among units + models - 1 slots.
+    for bars in itertools.combinations(range(units + models - 1), models - 1):
+        edges = (-1, *bars, units + models - 1)
+        weights = np.array([edges[i + 1] - edges[i] - 1 for i in range(models)]) / units
+        loss = -float(np.mean(np.log(np.maximum(truth @ weights, 1e-300))))
+        if loss < best_loss - 1e-12:
+            best, best_loss = weights, loss
+    return tuple(round(float(w), 4) for w in best)
 
 
 def hard_vote(
@@ -199,17 +224,21 @@ def tune_bias(scores: np.ndarray, labels: np.ndarray, objective: str = "kappa") 
 
 
 def _soft_settings(
-    oof: OutOfFold, rows: np.ndarray, names: Sequence[str], weights: Sequence[float]
+    oof: OutOfFold, rows: np.ndarray, names: Sequence[str]
 ) -> dict[str, VoteSettings]:
-    """The soft vote's variants (:data:`SOFT_VARIANTS`), temperatures and biases fitted on
-    ``rows``."""
+    """The soft vote's variants (:data:`SOFT_VARIANTS`), temperatures, weights and biases
+    fitted on ``rows``."""
     labels = oof.labels[rows]
     temperatures = tuple(fit_temperature(oof.margins[name][rows], labels) for name in names)
+    weights = fit_weights(
+        [softmax(oof.margins[n][rows], t) for n, t in zip(names, temperatures, strict=True)],
+        labels,
+    )
     scores = soft_scores([oof.margins[n][rows] for n in names], temperatures, weights)
     variants = {}
     for key, objective in SOFT_VARIANTS.items():
         tuned = () if objective == "none" else tuple(tune_bias(scores, labels, objective).tolist())
-        variants[key] = VoteSettings("soft", tuple(weights), temperatures, tuned)
+        variants[key] = VoteSettings("soft", weights, temperatures, tuned)
     return variants
 
 
@@ -260,19 +289,20 @@ def choose(
         By scheme: ``hard``, ``kappa``, and the soft vote without class biases (``soft``),
         with biases for kappa (``soft_bias``) and for macro F1 (``soft_f1``).
     scores : dict of str to float
-        The mean fold kappa of each, its temperatures and biases fitted on the other folds.
+        The mean fold kappa of each, its temperatures, weights and biases fitted on the
+        other folds.
     """
     weights = kappa_weights(cv_kappas)
     every = np.arange(len(oof.labels))
     settings = {
         "hard": VoteSettings("hard"),
         "kappa": VoteSettings("kappa", weights),
-        **_soft_settings(oof, every, names, weights),
+        **_soft_settings(oof, every, names),
     }
     fold_scores: dict[str, list[float]] = {key: [] for key in settings}
     for fold in np.unique(oof.folds):
         held, rest = oof.folds == fold, oof.folds != fold
-        fitted = {**settings, **_soft_settings(oof, np.flatnonzero(rest), names, weights)}
+        fitted = {**settings, **_soft_settings(oof, np.flatnonzero(rest), names)}
         votes = {name: oof.votes[name][held] for name in names}
         margins = {name: oof.margins[name][held] for name in names}
         for key, setting in fitted.items():
