@@ -113,8 +113,8 @@ def make_parser() -> argparse.ArgumentParser:
         default="auto",
         help="the ensemble's vote: hard (one vote per model), kappa (votes weighted by"
         " cross-validated kappa), soft (mean of calibrated class probabilities, weights fitted"
-        " on the out-of-fold log loss), auto (the"
-        " best of the three by cross-validated kappa on the out-of-fold predictions)"
+        " on the out-of-fold log loss), auto (the best of the three, unbiased, by cross-validated"
+        " kappa on the out-of-fold predictions; a soft vote then gets --class-bias)"
         " (default %(default)s)",
     )
     parser.add_argument(

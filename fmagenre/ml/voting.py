@@ -319,9 +319,12 @@ def soft_key(class_bias: str) -> str:
 
 def best_scheme(scores: Mapping[str, float], *, class_bias: str) -> str:
     """The scheme with the best cross-validated kappa among ``hard``, ``kappa`` and the soft
-    vote with ``class_bias``; ties go to the first."""
-    schemes = ("hard", "kappa", soft_key(class_bias))
-    return max(schemes, key=lambda scheme: _finite(scores[scheme]))
+    vote without biases (ties go to the first); a soft vote then gets ``class_bias``.
+
+    The biases are the user's trade (``f1`` gives up kappa for minority genres on purpose), so
+    the schemes are compared without them."""
+    best = max(VOTES, key=lambda scheme: _finite(scores[scheme]))
+    return soft_key(class_bias) if best == "soft" else best
 
 
 def _finite(value: float) -> float:
