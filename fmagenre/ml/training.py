@@ -20,7 +20,7 @@ Why a search sample: cross-validating 10 candidates on 3 folds costs 30 fits on 
 of the training split per model; on FMA's 93k training tracks that is a day on a laptop (the
 thesis' 23 hours). Ranking candidates on a stratified sample of ``search_rows`` tracks
 (10,000 by default, every genre in proportion and at least ``folds`` tracks of each) and
-fitting only the winner on all tracks keeps the whole run under an hour on 2 cores
+fitting only the winner on all tracks keeps the whole run at 12-14 minutes on 2 cores
 (``python -m fmagenre.bench train``); ``search_rows=0`` searches on every training track.
 That is also why the search is a function and not a ``CrossValidator``-like Estimator,
 which would fit its winner on the rows it searched.
