@@ -483,12 +483,6 @@ def report(results: Sequence[PairResult]) -> list[str]:
     return lines
 
 
-def _svc_implementations() -> tuple[str, ...]:
-    from fmagenre.ml import classifiers
-
-    return tuple(getattr(classifiers, "SVC_IMPLEMENTATIONS", ()))
-
-
 def _load() -> str:
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -519,13 +513,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.05,
         help="spread of the synthetic genre means in noise units (default %(default)s)",
     )
-    implementations = _svc_implementations()
-    if implementations:
-        parser.add_argument(
-            "--svc",
-            choices=implementations,
-            help="the Spark SVC implementation (default: the training job's)",
-        )
+    from fmagenre.ml.classifiers import SVC_IMPLEMENTATIONS
+
+    parser.add_argument(
+        "--svc",
+        choices=SVC_IMPLEMENTATIONS,
+        help="the Spark SVC implementation (default: the training job's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--master", default="local[2]", help="default %(default)s")
     parser.add_argument("--driver-memory", default="6g", help="default %(default)s")
@@ -564,9 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             source = f"synthetic table (separation {args.separation:g})"
         else:
             features, labels, source = args.features, args.labels, args.features
-        results, shape = run_parity(
-            spark, features, labels, seed=args.seed, svc=getattr(args, "svc", None)
-        )
+        results, shape = run_parity(spark, features, labels, seed=args.seed, svc=args.svc)
     spark.stop()
     print(
         f"bench parity: {source}, {shape['train'] + shape['test']} rows x"

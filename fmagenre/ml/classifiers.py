@@ -131,8 +131,7 @@ class ClassifierSettings:
         for name in ("parallelism", "xgb_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.svc not in SVC_IMPLEMENTATIONS:
-            raise ValueError(f"svc must be {' or '.join(SVC_IMPLEMENTATIONS)}, got {self.svc!r}")
+        check_svc(self.svc)
 
     def for_search(self, parallelism: int) -> ClassifierSettings:
         """The settings of search fits run ``parallelism`` at a time: with more than one,
@@ -143,6 +142,12 @@ class ClassifierSettings:
         (:func:`fmagenre.ml.search.random_search`'s ``parallelism``) keep the cores busier.
         """
         return replace(self, xgb_workers=1) if parallelism > 1 else self
+
+
+def check_svc(svc: str) -> None:
+    """Raise ``ValueError`` unless ``svc`` is one of :data:`SVC_IMPLEMENTATIONS`."""
+    if svc not in SVC_IMPLEMENTATIONS:
+        raise ValueError(f"svc must be {' or '.join(SVC_IMPLEMENTATIONS)}, got {svc!r}")
 
 
 class BarrierModeError(InputError, RuntimeError):

@@ -133,11 +133,6 @@ class OneVsRestLinearSVC(Estimator, _SVCParams, DefaultParamsReadable, DefaultPa
         the objective.
     fitIntercept : bool
         Fit an unpenalised intercept per class.
-
-    Attributes
-    ----------
-    blockRows : int
-        The model's fit packs at most this many rows per numpy block (one Arrow batch).
     """
 
     @keyword_only

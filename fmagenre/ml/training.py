@@ -55,11 +55,11 @@ from fmagenre.ml.classifiers import (
     LABEL_COL,
     MODEL_NAMES,
     SEARCH_SPACES,
-    SVC_IMPLEMENTATIONS,
     VECTOR_COL,
     WEIGHT_COL,
     ClassifierSettings,
     check_barrier_mode,
+    check_svc,
     prediction_col,
     preprocessing,
     training_pipeline,
@@ -150,8 +150,7 @@ class TrainOptions:
             raise ValueError(
                 f"search_parallelism must be at least 1, got {self.search_parallelism}"
             )
-        if self.svc not in SVC_IMPLEMENTATIONS:
-            raise ValueError(f"svc must be {' or '.join(SVC_IMPLEMENTATIONS)}, got {self.svc!r}")
+        check_svc(self.svc)
         missing = [name for name in MODEL_NAMES if name not in self.search_spaces]
         if missing:
             raise ValueError(f"no search space for model(s) {', '.join(missing)}")

@@ -167,10 +167,14 @@ def soft_scores(
     margins: Sequence[np.ndarray], temperatures: Sequence[float], weights: Sequence[float]
 ) -> np.ndarray:
     """``log`` of the weighted mean of the models' ``softmax(margins / T)``."""
-    total = sum(
-        weight * softmax(margin, temperature)
-        for margin, temperature, weight in zip(margins, temperatures, weights, strict=True)
+    return _log_pool(
+        [softmax(margin, t) for margin, t in zip(margins, temperatures, strict=True)], weights
     )
+
+
+def _log_pool(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """``log`` of the weighted mean of the models' class ``probabilities``."""
+    total = sum(weight * p for p, weight in zip(probabilities, weights, strict=True))
     with np.errstate(divide="ignore"):
         return np.log(total / sum(weights))
 
@@ -230,11 +234,11 @@ def _soft_settings(
     fitted on ``rows``."""
     labels = oof.labels[rows]
     temperatures = tuple(fit_temperature(oof.margins[name][rows], labels) for name in names)
-    weights = fit_weights(
-        [softmax(oof.margins[n][rows], t) for n, t in zip(names, temperatures, strict=True)],
-        labels,
-    )
-    scores = soft_scores([oof.margins[n][rows] for n in names], temperatures, weights)
+    probabilities = [
+        softmax(oof.margins[n][rows], t) for n, t in zip(names, temperatures, strict=True)
+    ]
+    weights = fit_weights(probabilities, labels)
+    scores = _log_pool(probabilities, weights)
     variants = {}
     for key, objective in SOFT_VARIANTS.items():
         tuned = () if objective == "none" else tuple(tune_bias(scores, labels, objective).tolist())
