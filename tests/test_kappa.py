@@ -13,7 +13,12 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from fmagenre.metrics.classification import check_confusion, classification_summary, cohen_kappa
+from fmagenre.metrics.classification import (
+    check_confusion,
+    classification_summary,
+    cohen_kappa,
+    confusion_of,
+)
 from fmagenre.ml.kappa import KappaEvaluator, confusion_matrix
 
 
@@ -32,6 +37,14 @@ def test_kappa_of_confusion_matches_sklearn(seed):
         confusion = sk_confusion_matrix(labels, predictions, sample_weight=w)
         expected = cohen_kappa_score(labels, predictions, sample_weight=w)
         assert cohen_kappa(confusion) == pytest.approx(expected, abs=1e-12)
+
+
+def test_confusion_of_class_indices_matches_sklearn():
+    rng = np.random.default_rng(5)
+    labels, predicted = rng.integers(0, 5, size=300), rng.integers(0, 5, size=300)
+    expected = sk_confusion_matrix(labels, predicted, labels=range(6))
+    assert np.array_equal(confusion_of(labels, predicted, 6), expected)
+    assert confusion_of(labels, predicted, 6).dtype == np.int64
 
 
 def test_kappa_edge_cases():

@@ -14,6 +14,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def confusion_of(labels, predicted, classes: int) -> np.ndarray:
+    """The confusion matrix (int64 counts) of class-index arrays ``labels`` and
+    ``predicted``, indices in ``[0, classes)``."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    counts = np.bincount(labels * classes + predicted, minlength=classes * classes)
+    return counts.reshape(classes, classes)
+
+
 def check_confusion(confusion) -> np.ndarray:
     """``confusion`` as a float64 square matrix, or raise ValueError saying what is wrong."""
     matrix = np.asarray(confusion, dtype=np.float64)

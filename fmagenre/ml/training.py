@@ -49,7 +49,11 @@ from pyspark.sql import functions as F
 
 from fmagenre.audio.feature_sets import select_feature_columns
 from fmagenre.audio.names import family_of, flat_names
-from fmagenre.metrics.classification import classification_summary, cohen_kappa
+from fmagenre.metrics.classification import (
+    classification_summary,
+    cohen_kappa,
+    confusion_of,
+)
 from fmagenre.ml import voting
 from fmagenre.ml.classifiers import (
     LABEL_COL,
@@ -331,8 +335,7 @@ class _OutOfFoldKappa(Evaluator):
         with self._lock:
             self.kept[keys.pop()] = (numbers, folds, labels, votes, margins)
         size = int(max(labels.max(), votes.max())) + 1
-        confusion = np.bincount(labels * size + votes, minlength=size * size)
-        return cohen_kappa(confusion.reshape(size, size))
+        return cohen_kappa(confusion_of(labels, votes, size))
 
     def isLargerBetter(self) -> bool:
         return True
@@ -478,8 +481,7 @@ def _fit_ensemble(
 
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
-    counts = np.bincount(labels * classes + predicted, minlength=classes * classes)
-    return counts.reshape(classes, classes).astype(float)
+    return confusion_of(labels, predicted, classes).astype(float)
 
 
 def _evaluate(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmagenre.metrics.classification import cohen_kappa
+from fmagenre.metrics.classification import cohen_kappa, confusion_of
 
 VOTES = ("hard", "kappa", "soft")
 CLASS_BIASES = ("none", "kappa", "f1")
@@ -79,10 +79,7 @@ class VoteSettings:
 
 def kappa(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
     """Cohen's kappa of class-index arrays."""
-    confusion = np.bincount(
-        labels.astype(np.int64) * classes + predicted.astype(np.int64), minlength=classes**2
-    ).reshape(classes, classes)
-    return cohen_kappa(confusion)
+    return cohen_kappa(confusion_of(labels, predicted, classes))
 
 
 def softmax(margins: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -181,9 +178,7 @@ def _log_pool(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> 
 
 def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
     """Mean F1 of the classes that occur in ``labels`` or ``predicted`` (scikit-learn's)."""
-    confusion = np.bincount(
-        labels.astype(np.int64) * classes + predicted.astype(np.int64), minlength=classes**2
-    ).reshape(classes, classes)
+    confusion = confusion_of(labels, predicted, classes)
     support, guessed, hits = confusion.sum(axis=1), confusion.sum(axis=0), np.diag(confusion)
     occurring = (support + guessed) > 0
     return float(np.mean(2 * hits[occurring] / (support + guessed)[occurring]))
