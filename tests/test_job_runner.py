@@ -60,7 +60,7 @@ def test_help_names_the_shared_options_and_the_exit_statuses(name, capsys):
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_a_bad_conf_or_config_exits_2_with_one_line(name, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(jobs, "build_session", _no_session)
+    monkeypatch.setattr(jobs, "job_session", _no_session)
     job = load_job(name)
     missing = tmp_path / "missing.toml"
     for options, message in (

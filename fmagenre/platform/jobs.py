@@ -3,8 +3,10 @@
 A job builds its parser with :func:`job_parser`, which adds the options every job shares
 (``--config``, ``--master``, ``--conf``) and the exit statuses to its ``--help``; its ``main``
 hands the parser and the job's function to :func:`run_job`, which parses the command line,
-sets up logging, loads the configuration once, builds the session (unless a test passes one)
-and calls the function with the session, the options and the configuration.
+sets up logging, loads the configuration once, builds the session (unless a test passes one),
+calls the function with the session, the options and the configuration, and stops the session
+it started (:func:`~fmagenre.platform.session.job_session`: the JVM of a ``spark-submit`` ends
+with the job, on Spark 3.5 too).
 
 One exit rule for every job (:data:`EXIT_STATUS`):
 
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmagenre.errors import InputError
 from fmagenre.platform.config import Config, load_config, parse_spark_overrides
-from fmagenre.platform.session import build_session
+from fmagenre.platform.session import job_session
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -133,14 +135,16 @@ def run_job(
         if configure is not None:
             config = configure(args, config)
         overrides = parse_spark_overrides(args.conf)
-        if spark is None:
-            spark = build_session(
-                f"fmagenre-{parser.prog.replace('_', '-')}",
-                master=args.master,
-                conf=config.spark if spark_conf is None else spark_conf(config),
-                overrides=overrides,
-            )
-        job(spark, args, config)
+        if spark is not None:
+            job(spark, args, config)
+            return EXIT_DONE
+        with job_session(
+            f"fmagenre-{parser.prog.replace('_', '-')}",
+            master=args.master,
+            conf=config.spark if spark_conf is None else spark_conf(config),
+            overrides=overrides,
+        ) as session:
+            job(session, args, config)
     except (InputError, FileNotFoundError, FileExistsError) as error:
         print(error_line(parser.prog, error), file=sys.stderr)
         return EXIT_INPUT

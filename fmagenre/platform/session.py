@@ -150,6 +150,61 @@ def build_session(
     return builder.getOrCreate()
 
 
+#: Non-daemon JVM timers that Spark 3.5 starts and never ends, by thread name: the class whose
+#: static ``java.util.Timer`` owns the thread. ``BarrierTaskContext``'s (XGBoost's barrier
+#: stage starts it) keeps a ``spark-submit`` driver's JVM up after its Python program has
+#: exited (a daemon thread since Spark 4.0).
+LEAKED_TIMERS = {"Barrier task timer for barrier() calls.": "org.apache.spark.BarrierTaskContext$"}
+
+
+def live_user_threads(jvm) -> list[str]:
+    """Names of the JVM's live non-daemon threads: what keeps the JVM from exiting."""
+    threads = jvm.java.lang.Thread.getAllStackTraces().keySet()
+    return sorted(str(t.getName()) for t in threads if t.isAlive() and not t.isDaemon())
+
+
+def end_leaked_timers(jvm) -> list[str]:
+    """Cancel the timers of :data:`LEAKED_TIMERS` whose threads are alive; their names.
+
+    A cancelled ``java.util.Timer`` ends its thread once its running task (none, once the
+    Spark work is over) returns. The timer is a private static field: reached by reflection,
+    found by its type, whatever name the Scala compiler gave it.
+    """
+    ended = []
+    for name in set(live_user_threads(jvm)) & set(LEAKED_TIMERS):
+        owner = jvm.java.lang.Class.forName(LEAKED_TIMERS[name])
+        instance = owner.getField("MODULE$").get(None)
+        for field in owner.getDeclaredFields():
+            if field.getType().getName() == "java.util.Timer":
+                field.setAccessible(True)
+                field.get(instance).cancel()
+                ended.append(name)
+    return ended
+
+
+@contextlib.contextmanager
+def job_session(app_name: str, **settings):
+    """:func:`build_session`'s session for a ``with`` block, stopped at its end if this call
+    started it (a session already active, a test's, is left as it is).
+
+    Stopping also ends the JVM threads Spark leaves behind (:data:`LEAKED_TIMERS`), so that the
+    JVM of a ``spark-submit`` exits with its Python program, on Spark 3.5 as on 4.x.
+    """
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    started = SparkSession.getActiveSession() is None
+    spark = build_session(app_name, **settings)
+    try:
+        yield spark
+    finally:
+        if started:
+            spark.stop()
+            jvm = SparkContext._jvm  # the gateway outlives the context
+            if jvm is not None:
+                end_leaked_timers(jvm)
+
+
 def main() -> int:
     """``python -m fmagenre.platform.session``: print the JAVA_HOME Spark will use, or what to
     install."""
