@@ -135,6 +135,8 @@ def select(spark: SparkSession, args: argparse.Namespace, config: Config) -> Non
         f"{summary['selected_columns']} columns with permutation importance >"
         f" {summary['threshold']:g} (forest's held-out accuracy {summary['holdout_accuracy']:.4f})"
     )
+    if summary["empty_selection"]:
+        print(f"the column list is empty: {summary['empty_selection']}")
     print(f"greedy family order: {' > '.join(summary['greedy_order'])}")
     print(f"best combination: {summary['greedy_best']} (kappa {summary['greedy_best_kappa']})")
     for path in summary["files"].values():

@@ -77,6 +77,11 @@ def test_column_list_format():
         parse_column_list("# nothing\n")
     with pytest.raises(FeatureSetError, match="listed twice"):
         format_column_list(["zcr_std_01", "zcr_std_01"])
+    # An empty selection is written as comments alone; a job reading it says it is empty.
+    empty = format_column_list([], comments=["nothing passed"])
+    assert empty == "# nothing passed\n"
+    with pytest.raises(FeatureSetError, match="column list: no feature column"):
+        parse_column_list(empty)
 
 
 def test_selected_feature_set_is_in_fma_order():

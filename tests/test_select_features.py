@@ -152,3 +152,23 @@ def test_missing_labels_exit_2(spark, job, inputs, tmp_path, capsys):
     assert (
         capsys.readouterr().err == f"select_features: --labels {tmp_path / 'nope'} does not exist\n"
     )
+
+
+def test_an_empty_selection_is_a_result_with_its_reason(spark, job, inputs, tmp_path, capsys):
+    """No importance can exceed 1 (a decrease in accuracy): the list is empty, the rest is
+    written, and the job says why."""
+    _, features, labels = inputs
+    output = tmp_path / "out"
+    argv = ["--features", features, "--labels", labels, "--output", str(output)]
+    argv += ["--threshold", "1", "--trees", "10", "--repeats", "1", "--max-families", "1"]
+    assert job.main([*argv, "--folds", "2"], spark=spark) == 0
+    printed = capsys.readouterr().out
+    assert "the column list is empty: no column's permutation importance exceeds 1" in printed
+    for name in FILES.values():
+        assert (output / name).is_file(), name
+    lines = (output / FILES["columns"]).read_text().splitlines()
+    assert lines and all(line.startswith("# ") for line in lines)
+    assert any("lower --threshold" in line for line in lines)
+    summary = json.loads((output / FILES["summary"]).read_text())
+    assert summary["selected_columns"] == 0 and "lower --threshold" in summary["empty_selection"]
+    assert not pd.read_csv(output / FILES["ranking"])["selected"].any()

@@ -386,6 +386,13 @@ def run(
     )  # fmt: skip
     ranked = ranking.table.assign(selected=ranking.table["importance_mean"] > threshold)
     selected = ranked.loc[ranked["selected"], "column"].tolist()
+    empty = None
+    if not selected:
+        empty = (
+            f"no column's permutation importance exceeds {threshold:g} (the largest is"
+            f" {ranked['importance_mean'].max():.4g}): lower --threshold, or sample more"
+            " training tracks (--sample-rows)"
+        )
     comments = [
         f"{len(selected)} of {len(columns)} columns: permutation importance (mean decrease in"
         f" accuracy) > {threshold:g}",
@@ -393,6 +400,7 @@ def run(
         f" permutations on {ranking.n_holdout} held out (accuracy {ranking.holdout_accuracy:.4f}),"
         f" seed {seed}",
         "most important first; written by jobs/select_features.py",
+        *([] if empty is None else [empty]),
     ]
 
     if np.bincount(data.y).max() < folds:
@@ -420,6 +428,7 @@ def run(
         "pca_components": {f"{target:g}": count for target, count in needed.items()},
         "threshold": threshold,
         "selected_columns": len(selected),
+        "empty_selection": empty,
         "holdout_accuracy": ranking.holdout_accuracy,
         "greedy_algorithm": greedy_algorithm,
         "greedy_order": steps["added"].tolist(),

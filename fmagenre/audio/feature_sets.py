@@ -205,6 +205,9 @@ def select_feature_columns(
 def format_column_list(columns: Sequence[str], *, comments: Sequence[str] = ()) -> str:
     """A column-list file: ``# comment`` lines, then one column per line.
 
+    No column gives a file of comments alone (an empty selection is a result; a job given it
+    as its feature set says there is no column in it).
+
     Raises
     ------
     FeatureSetError
@@ -212,7 +215,8 @@ def format_column_list(columns: Sequence[str], *, comments: Sequence[str] = ()) 
     """
     if any("\n" in comment or "\r" in comment for comment in comments):
         raise FeatureSetError("a comment of a column list must be a single line")
-    check_columns(columns, source="column list")
+    if columns:
+        check_columns(columns, source="column list")
     if len(set(columns)) != len(columns):
         raise FeatureSetError("a column is listed twice")
     return "".join(f"# {comment}\n" for comment in comments) + "".join(f"{c}\n" for c in columns)
