@@ -15,6 +15,7 @@ SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_mod
 	tests/test_extract_job.py::test_every_parquet_reader_sees_one_row_per_file_after_reruns \
 	tests/test_extract_job.py::test_audio_bytes_are_read_where_analysed_no_shuffle \
 	tests/test_extract_job.py::test_crashes_and_hangs_cost_one_file_each \
+	tests/test_isolation.py::test_in_a_spark_worker_the_child_works_in_spark_s_local_directory \
 	--deselect tests/test_ensemble.py::test_real_models_predict_the_same_after_reloading
 SAMPLE := sample
 OUT := out

@@ -106,3 +106,30 @@ def test_fault_setting_matches_paths():
     assert fault_for("file:/c/odd name.mp3", setting) == "hang"
     assert fault_for("file:/c/000/000102.mp3", setting) is None
     assert fault_for("file:/c/000/000101.mp3", "") is None
+
+
+def test_in_a_spark_worker_the_child_works_in_spark_s_local_directory(spark, track):
+    """Spark deletes its executors' local directories when they end: a Python worker that
+    Spark kills leaves no ``fmagenre-analysis-*`` folder in the system's temporary folder."""
+    import pandas as pd
+
+    def where(frames):
+        for _ in frames:
+            result = analyse_isolated(track, **SETTINGS)
+            child = isolation._child
+            yield pd.DataFrame(
+                {
+                    "status": [result.status],
+                    "temporary": [child.temporary],
+                    "local_dirs": [os.environ.get("SPARK_LOCAL_DIRS", "")],
+                }
+            )
+
+    schema = "status string, temporary string, local_dirs string"
+    (row,) = spark.range(1, numPartitions=1).mapInPandas(where, schema).collect()
+    assert row.status == "ok"
+    local_dirs = [d for d in row.local_dirs.split(",") if d]
+    assert local_dirs, "Spark gave its Python worker no SPARK_LOCAL_DIRS"
+    assert Path(row.temporary).parent == Path(local_dirs[0])
+    assert Path(row.temporary).name.startswith("fmagenre-analysis-")
+    assert Path(row.temporary).parent != Path(tempfile.gettempdir())

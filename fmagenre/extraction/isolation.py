@@ -17,9 +17,11 @@ result, it is killed and the next file gets a new one; the parent reports:
 The child leads a process group of its own (a decoder it starts, ffmpeg, dies with it), dies
 with its parent (a Spark worker killed with its task leaves no analysis behind), is the
 kernel's first choice when memory runs out, and writes its temporary files in a folder that
-the parent removes when the child ends. Resident memory: the child shares the worker's pages
-until it writes to them, but a monitor that sums the RSS of a process tree (YARN's default)
-counts them twice.
+the parent removes when the child ends. In a Spark Python worker that folder lies in one of
+the executor's local directories (``SPARK_LOCAL_DIRS``), which Spark deletes when the executor
+ends: a worker that Spark kills leaves nothing behind in the system's temporary folder.
+Resident memory: the child shares the worker's pages until it writes to them, but a monitor
+that sums the RSS of a process tree (YARN's default) counts them twice.
 
 Fault injection, for tests only: ``fault`` makes the child crash for real before it analyses
 (``segfault``: a read of address 0; ``abort``: SIGABRT; ``kill``: SIGKILL, as the out-of-
@@ -151,11 +153,20 @@ def _describe(wait_status: int) -> str:
     return f"the analysis process exited with status {os.waitstatus_to_exitcode(wait_status)}"
 
 
+def temporary_root() -> str | None:
+    """Where analysing children make their temporary folders: the first of Spark's local
+    directories that Spark gives its Python workers, else None (the system's)."""
+    for directory in os.environ.get("SPARK_LOCAL_DIRS", "").split(","):
+        if directory and os.path.isdir(directory):
+            return directory
+    return None
+
+
 class _Child:
     """The analysing child of this process: its pid, pipes and temporary folder."""
 
     def __init__(self) -> None:
-        self.temporary = tempfile.mkdtemp(prefix="fmagenre-analysis-")
+        self.temporary = tempfile.mkdtemp(prefix="fmagenre-analysis-", dir=temporary_root())
         sys.stdout.flush()
         sys.stderr.flush()
         fds = []
