@@ -38,6 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     DoubleType,
     FloatType,
     IntegerType,
@@ -93,10 +94,15 @@ TRAILING_FIELDS = (
     StructField("modified_at", TimestampType()),
     StructField("settings", StringType()),
     StructField("chunk_id", StringType()),
+    StructField("patches", BinaryType()),
+    StructField("patch_error", StringType()),
 )
 #: The feature table: metadata, the 518 flat float32 features in FMA's order, the same values
 #: as an ML-ready ``features`` array (null on error rows), status and lineage (the file's
-#: modification time and the value-changing settings it was extracted with).
+#: modification time and the value-changing settings it was extracted with), then the log-mel
+#: patches when asked (``patches``: the bytes of :func:`fmagenre.audio.patches.patches_to_bytes`,
+#: else null; ``patch_error``: why a file asked for has none). Tables written before the two
+#: patch columns existed read with them null.
 FEATURE_SCHEMA = StructType(
     [
         *LEADING_FIELDS,
