@@ -42,7 +42,7 @@ def _run(spark, corpus: Path, output: Path, *options: str) -> dict:
     with redirect_stdout(io.StringIO()) as printed:
         assert load_job("extract_features").main(argv, spark=spark) == 0
     line = next(line for line in printed.getvalue().splitlines() if "summary  " in line)
-    return json.loads(Path(line.split()[-1]).read_text())
+    return {**json.loads(Path(line.split()[-1]).read_text()), "printed": printed.getvalue()}
 
 
 def _rows(spark, output: Path) -> dict[str, object]:
@@ -98,6 +98,9 @@ def test_asking_for_patches_redoes_files_extracted_without(runs):
     assert runs["plain"]["processed"] == n
     assert (runs["with_patches"]["skipped"], runs["with_patches"]["processed"]) == (0, n)
     assert runs["with_patches"]["config"]["patches"] is True
+    assert (runs["plain"]["with_patches"], runs["with_patches"]["with_patches"]) == (0, 2)
+    assert "with patches          2" in runs["with_patches"]["printed"]
+    assert "with patches" not in runs["plain"]["printed"]
     # A rerun with patches skips every ok row: its settings carry the patch key.
     assert (runs["again"]["skipped"], runs["again"]["processed"]) == (3, n - 3)
 
@@ -158,3 +161,31 @@ def test_window_patches_from_extraction_frame(spark, runs):
     # Not asked: the timeline's window rows are as before, without patch columns.
     plain = extraction_frame(spark, listed, config, window=3.0, hop=3.0)
     assert not set(PATCH_COLUMNS) & set(plain.columns)
+
+
+def test_a_crash_and_a_file_over_the_limit_have_their_error_as_patch_error(sample_corpus):
+    import pandas as pd
+
+    from fmagenre.extraction.isolation import shutdown
+    from fmagenre.extraction.worker import RESULT_SCHEMA, analyse_frames
+
+    track = sample_corpus.tracks[1].path
+    frame = pd.DataFrame(
+        {
+            "path": ["ok.mp3", "crash.mp3", "big.mp3"],
+            "file_size": [track.stat().st_size] * 2 + [2**30],
+            "modified_us": [0, 0, 0],
+            "content": [track.read_bytes()] * 2 + [None],
+        }
+    )
+    config = ExtractConfig(inject_fault="abort:crash", timeout_s=60)
+    try:
+        (out,) = analyse_frames([frame], config, patches=SETTINGS)
+    finally:
+        shutdown()
+    assert list(out.columns) == RESULT_SCHEMA.names
+    ok, crashed, big = out.to_dict("records")
+    assert ok["status"] == "ok" and len(ok["patches"]) == 196_608 and ok["patch_error"] is None
+    assert crashed["error_reason"] == "crashed" and crashed["patches"] is None
+    assert crashed["patch_error"] == crashed["error"]
+    assert big["error_reason"] == "too_large" and big["patch_error"] == big["error"]

@@ -331,7 +331,7 @@ def run_extraction(
         len(todo),
         len(chunks),
     )
-    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
+    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0, "patches": 0}
     for index, files in enumerate(chunks):
         chunk = chunk_id(run_id, index)
         log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
@@ -347,6 +347,7 @@ def run_extraction(
         totals["rows"] += stats["rows"]
         totals["ok"] += stats["ok"]
         totals["analysed_s"] += stats["analysed_s"]
+        totals["patches"] += stats["patches"]
         for reason, count in stats["errors"].items():
             totals["errors"][reason] = totals["errors"].get(reason, 0) + count
         log.info(
@@ -379,6 +380,7 @@ def run_extraction(
         "ok": totals["ok"],
         "errors": dict(sorted(totals["errors"].items())),
         "missing": len(todo) - totals["rows"],
+        "with_patches": totals["patches"],
         "chunks": len(chunks),
         "table_rows": view["rows"],
         "analysed_s": round(totals["analysed_s"], 3),
@@ -403,6 +405,11 @@ def format_summary(summary: Mapping) -> str:
         f"  processed             {summary['processed']}",
         f"  ok                    {summary['ok']}",
         f"  errors                {sum(errors.values())}" + (f" ({by_reason})" if errors else ""),
+        *(
+            [f"  with patches          {summary['with_patches']}"]
+            if summary["config"].get("patches")
+            else []
+        ),
         f"  table rows            {summary['table_rows']} (one per file)",
         f"  wall time             {summary['wall_s']:.1f} s",
         f"  tracks/s              {summary['tracks_per_s']:.2f}",
