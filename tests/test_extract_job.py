@@ -232,6 +232,7 @@ def test_help_explains_every_option(job, capsys):
     for option in (
         "--input --output --config --glob --max-duration --fma-compat --no-fma-compat"
         " --batch-size --partitions --chunk-files --max-file-mb --threads --timeout --overwrite"
+        " --patches --no-patches --patch-count 192 KiB 106,574"
         " --master"
         " --conf"
     ).split():

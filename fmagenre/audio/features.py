@@ -43,6 +43,7 @@ from scipy import stats
 
 from fmagenre.audio import decode, numba_cache
 from fmagenre.audio.names import FAMILY_SIZES, N_FEATURES, feature_index, flat_names
+from fmagenre.audio.patches import PatchError, PatchSettings, log_mel_patches
 from fmagenre.audio.windows import check_window, window_bounds
 
 N_FFT = 2048
@@ -341,12 +342,35 @@ def extract(y: np.ndarray, sr: int, *, fma_compat: bool = True) -> np.ndarray:
         return _statistics(rows)
 
 
+def _patches_or_error(
+    y: np.ndarray, sr: int, settings: PatchSettings, **region
+) -> tuple[np.ndarray | None, str | None]:
+    """(patches, None) of :func:`fmagenre.audio.patches.log_mel_patches`, or (None, its error
+    as ``"reason: detail"``)."""
+    try:
+        return log_mel_patches(y, sr, settings=settings, **region), None
+    except PatchError as exc:  # "too_short: ..." or "silent: ..."
+        return None, str(exc)
+    except MemoryError as exc:
+        return None, f"out_of_memory: {exc}"
+    except ValueError as exc:
+        return None, f"feature_error: {exc}"
+
+
 def extract_windows(
-    y: np.ndarray, sr: int, *, window: float, hop: float, fma_compat: bool = True
+    y: np.ndarray,
+    sr: int,
+    *,
+    window: float,
+    hop: float,
+    fma_compat: bool = True,
+    patches: PatchSettings | None = None,
 ) -> WindowFeatures:
     """The 518 features of each window of a mono signal (:mod:`fmagenre.audio.windows`' rule).
 
-    Each window gets the recipe of :func:`extract` on its own samples, as if it were a track.
+    Each window gets the recipe of :func:`extract` on its own samples, as if it were a track;
+    with ``patches``, also its log-mel patches (``patches.window_count`` of the window's
+    seconds, evenly spaced inside it) or the reason it has none.
 
     Raises
     ------
@@ -355,11 +379,21 @@ def extract_windows(
     """
     bounds = window_bounds(np.asarray(y).size, sr, window=window, hop=hop)
     values = np.stack([extract(y[a:b], sr, fma_compat=fma_compat) for a, b in bounds])
-    return WindowFeatures(
+    result = WindowFeatures(
         start_s=np.array([a / sr for a, _ in bounds]),
         end_s=np.array([b / sr for _, b in bounds]),
         values=values,
     )
+    if patches is not None:
+        found = [
+            _patches_or_error(
+                y, sr, patches, count=patches.window_count((b - a) / sr), start=a, stop=b
+            )
+            for a, b in bounds
+        ]
+        result.patches = [p for p, _ in found]
+        result.patch_errors = [e for _, e in found]
+    return result
 
 
 @dataclass
@@ -370,6 +404,10 @@ class WindowFeatures:
     end_s: np.ndarray
     #: float32, (windows, 518), in FMA's order.
     values: np.ndarray
+    #: When patches are asked: each window's uint8 (n, n_mels, frames) patches, or None.
+    patches: list[np.ndarray | None] | None = None
+    #: When patches are asked: why a window has no patches ("reason: detail"), else None.
+    patch_errors: list[str | None] | None = None
 
 
 @dataclass
@@ -390,6 +428,11 @@ class TrackFeatures:
     extractor_version: str = field(default=EXTRACTOR_VERSION)
     #: The windows' features, when asked for and the track's features exist.
     windows: WindowFeatures | None = None
+    #: uint8 (count, n_mels, frames) log-mel patches, when asked for and computed.
+    patches: np.ndarray | None = None
+    #: When patches are asked and there are none: "reason: detail" (the file's error when
+    #: it has no features; too_short, silent). None otherwise.
+    patch_error: str | None = None
 
 
 def analyse(
@@ -400,6 +443,7 @@ def analyse(
     on_decoded: Callable[[float], None] | None = None,
     window: float | None = None,
     hop: float | None = None,
+    patches: PatchSettings | None = None,
 ) -> TrackFeatures:
     """Decode and extract one file, turning every failure into a result, never an exception.
 
@@ -408,15 +452,27 @@ def analyse(
     seconds to analyse once the file is decoded, before the features are computed. With
     ``window`` (seconds) the result also holds the features of the windows of ``window``
     seconds every ``hop`` seconds (default: ``window``), from the same decoded samples.
+
+    With ``patches``, the result also holds the track's log-mel patches
+    (:func:`fmagenre.audio.patches.log_mel_patches` of the same decoded samples), and each
+    window's; where there are none, ``patch_error`` says why: the file's error when its
+    features fail (undecodable, silent...), ``too_short`` when it is shorter than one patch.
     """
     step = window if hop is None else hop
     if window is not None:
         check_window(window, step)
+    if patches is not None and not isinstance(patches, PatchSettings):
+        raise TypeError(f"patches must be PatchSettings or None, got {type(patches).__name__}")
     numba_cache.warm_up()
+
+    def failed(error: str, reason: str, **meta) -> TrackFeatures:
+        patch_error = error if patches is not None else None
+        return TrackFeatures(None, "error", error, reason, patch_error=patch_error, **meta)
+
     try:
         decoded = decode.decode(source, max_duration=max_duration)
     except decode.AudioDecodeError as exc:
-        return TrackFeatures(None, "error", str(exc), exc.reason)
+        return failed(str(exc), exc.reason)
     if on_decoded is not None:
         on_decoded(decoded.analysed_s)
     meta = {
@@ -428,18 +484,28 @@ def analyse(
     }
     if not np.any(decoded.y):
         detail = f"all {decoded.y.size} decoded samples are zero"
-        return TrackFeatures(None, "error", f"silent: {detail}", "silent", **meta)
+        return failed(f"silent: {detail}", "silent", **meta)
     try:
         values = extract(decoded.y, decoded.sr, fma_compat=fma_compat)
         windows = None
         if window is not None:
             windows = extract_windows(
-                decoded.y, decoded.sr, window=window, hop=step, fma_compat=fma_compat
+                decoded.y,
+                decoded.sr,
+                window=window,
+                hop=step,
+                fma_compat=fma_compat,
+                patches=patches,
             )
     except (ValueError, librosa.ParameterError, MemoryError) as exc:
         reason = "out_of_memory" if isinstance(exc, MemoryError) else "feature_error"
-        return TrackFeatures(None, "error", f"{reason}: {exc}", reason, **meta)
-    return TrackFeatures(values, "ok", windows=windows, **meta)
+        return failed(f"{reason}: {exc}", reason, **meta)
+    track_patches, patch_error = None, None
+    if patches is not None:
+        track_patches, patch_error = _patches_or_error(decoded.y, decoded.sr, patches)
+    return TrackFeatures(
+        values, "ok", windows=windows, patches=track_patches, patch_error=patch_error, **meta
+    )
 
 
 def extract_file(

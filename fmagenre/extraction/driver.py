@@ -33,6 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fmagenre.audio.names import flat_names
+from fmagenre.audio.patches import PatchSettings
 from fmagenre.extraction.worker import RESULT_SCHEMA, WINDOW_SCHEMA, analyse_frames
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs
@@ -78,9 +79,18 @@ def session_conf(spark_conf: Mapping[str, str], config: ExtractConfig) -> dict[s
     return conf
 
 
-def settings_key(config: ExtractConfig) -> str:
-    """The settings that change a file's values, as stored in the ``settings`` column."""
-    return f"max_duration={config.max_duration:g};fma_compat={str(config.fma_compat).lower()}"
+def patch_settings(config: ExtractConfig) -> PatchSettings | None:
+    """The patch settings that ``config`` asks the extraction job for (``patches``,
+    ``patch_count``), None when it asks for none."""
+    return PatchSettings(count=config.patch_count) if config.patches else None
+
+
+def settings_key(config: ExtractConfig, patches: PatchSettings | None = None) -> str:
+    """The settings that change a file's values, as stored in the ``settings`` column:
+    ``max_duration``, ``fma_compat``, then ``;`` and the patch settings' key when there are
+    ``patches``."""
+    key = f"max_duration={config.max_duration:g};fma_compat={str(config.fma_compat).lower()}"
+    return key if patches is None else f"{key};{patches.key()}"
 
 
 def track_id_column(path: Column) -> Column:
@@ -184,6 +194,7 @@ def extraction_frame(
     *,
     window: float | None = None,
     hop: float | None = None,
+    patches: PatchSettings | None = None,
 ) -> DataFrame:
     """A lazy DataFrame of the feature rows of ``files`` (as listed by :func:`list_inputs`).
 
@@ -194,7 +205,15 @@ def extraction_frame(
     one per window. Run its action within :func:`fmagenre.platform.session.session_settings`
     of :func:`file_source_conf`, so that the files are spread over the tasks where they are
     read.
+
+    ``patches`` (settings, e.g. :func:`patch_settings` of the config) also computes the
+    log-mel patches in the same decoding: the ``patches`` column holds their bytes
+    (:func:`fmagenre.audio.patches.patches_from_bytes`), ``patch_error`` why a file or
+    window has none; the ``settings`` column ends with their key. Without, the feature rows'
+    two patch columns are null and window rows have none.
     """
+    if patches is not None and not isinstance(patches, PatchSettings):
+        raise TypeError(f"patches must be PatchSettings or None, got {type(patches).__name__}")
     readable = _readable(files, config)
     unread = sorted(set(files) - set(readable))
     sources = []
@@ -217,18 +236,21 @@ def extraction_frame(
         )
     if window is not None:
         windows = reduce(DataFrame.unionByName, sources).mapInPandas(
-            partial(analyse_frames, config=config, window=window, hop=hop), WINDOW_SCHEMA
+            partial(analyse_frames, config=config, window=window, hop=hop, patches=patches),
+            WINDOW_SCHEMA,
         )
+        if patches is None:
+            windows = windows.drop("patches", "patch_error")
         return windows.withColumn("track_id", track_id_column(F.col("path")))
     results = reduce(DataFrame.unionByName, sources).mapInPandas(
-        partial(analyse_frames, config=config), RESULT_SCHEMA
+        partial(analyse_frames, config=config, patches=patches), RESULT_SCHEMA
     )
     features = F.expr(f"IF(status = 'ok', array({', '.join(flat_names())}), NULL)")
     return (
         results.withColumn("track_id", track_id_column(F.col("path")))
         .withColumn("features", features)
         .withColumn("modified_at", F.timestamp_micros("modified_us"))
-        .withColumn("settings", F.lit(settings_key(config)))
+        .withColumn("settings", F.lit(settings_key(config, patches)))
         .drop("modified_us")
     )
 
@@ -243,7 +265,7 @@ def _done(spark: SparkSession, output: str, config: ExtractConfig) -> dict[str, 
         .where(
             (F.col("status") == "ok")
             & (F.col("extractor_version") == EXTRACTOR_VERSION)
-            & (F.col("settings") == settings_key(config))
+            & (F.col("settings") == settings_key(config, patch_settings(config)))
             & F.col("path").isNotNull()
         )
         .select("path", "file_size", F.unix_micros("modified_at").alias("us"))
@@ -262,8 +284,10 @@ def run_extraction(
     """Extract the features of every file under ``inputs`` that has no current ``ok`` row.
 
     A file is extracted again when its size or modification time changed, or when the
-    extractor version or a value-changing setting (``max_duration``, ``fma_compat``) did;
-    files with error rows are tried again.
+    extractor version or a value-changing setting (``max_duration``, ``fma_compat``, the
+    patches asked by ``patches`` and ``patch_count``) did; files with error rows are tried
+    again. With ``config.patches`` the rows also hold each file's log-mel patches
+    (:func:`extraction_frame`).
 
     Parameters
     ----------
@@ -307,11 +331,13 @@ def run_extraction(
         len(todo),
         len(chunks),
     )
-    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
+    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0, "patches": 0}
     for index, files in enumerate(chunks):
         chunk = chunk_id(run_id, index)
         log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
-        frame = extraction_frame(spark, files, config).withColumn("chunk_id", F.lit(chunk))
+        frame = extraction_frame(spark, files, config, patches=patch_settings(config)).withColumn(
+            "chunk_id", F.lit(chunk)
+        )
         description = f"extract features: chunk {index + 1}/{len(chunks)}, {len(files)} files"
         with session_settings(spark, file_source_conf(spark, files, config)):
             stats = publish_chunk(spark, frame, output, chunk, description=description)
@@ -321,6 +347,7 @@ def run_extraction(
         totals["rows"] += stats["rows"]
         totals["ok"] += stats["ok"]
         totals["analysed_s"] += stats["analysed_s"]
+        totals["patches"] += stats["patches"]
         for reason, count in stats["errors"].items():
             totals["errors"][reason] = totals["errors"].get(reason, 0) + count
         log.info(
@@ -353,6 +380,7 @@ def run_extraction(
         "ok": totals["ok"],
         "errors": dict(sorted(totals["errors"].items())),
         "missing": len(todo) - totals["rows"],
+        "with_patches": totals["patches"],
         "chunks": len(chunks),
         "table_rows": view["rows"],
         "analysed_s": round(totals["analysed_s"], 3),
@@ -377,6 +405,11 @@ def format_summary(summary: Mapping) -> str:
         f"  processed             {summary['processed']}",
         f"  ok                    {summary['ok']}",
         f"  errors                {sum(errors.values())}" + (f" ({by_reason})" if errors else ""),
+        *(
+            [f"  with patches          {summary['with_patches']}"]
+            if summary["config"].get("patches")
+            else []
+        ),
         f"  table rows            {summary['table_rows']} (one per file)",
         f"  wall time             {summary['wall_s']:.1f} s",
         f"  tracks/s              {summary['tracks_per_s']:.2f}",

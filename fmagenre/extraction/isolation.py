@@ -46,6 +46,7 @@ import tempfile
 import time
 
 from fmagenre.audio.features import TrackFeatures, analyse
+from fmagenre.audio.patches import PatchSettings
 from fmagenre.platform.config import parse_faults
 
 #: Seconds a child gets before its file is decoded, and on top of the audio's duration after.
@@ -221,6 +222,7 @@ def analyse_isolated(
     fault: str | None = None,
     window: float | None = None,
     hop: float | None = None,
+    patches: PatchSettings | None = None,
 ) -> TrackFeatures:
     """:func:`fmagenre.audio.features.analyse` of ``content`` in the analysing child; never raises.
 
@@ -236,6 +238,9 @@ def analyse_isolated(
         A fault the child injects (see the module's doc); tests only.
     window, hop : float or None
         Also the features of windows, as :func:`fmagenre.audio.features.analyse` computes them.
+    patches : PatchSettings or None
+        Also the log-mel patches (of the track and of each window), which the child's reply
+        carries in the result.
     """
     global _child
     if _child is None or _child.owner != os.getpid():
@@ -249,6 +254,8 @@ def analyse_isolated(
     settings = {"max_duration": max_duration, "fma_compat": fma_compat}
     if window is not None:
         settings.update(window=window, hop=hop)
+    if patches is not None:
+        settings["patches"] = patches
     started = time.monotonic()
     deadline = started + (timeout_s or BASE_TIMEOUT_S)
     buffer, result, analysed_s, ended = b"", None, None, True

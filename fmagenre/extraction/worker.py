@@ -29,6 +29,7 @@ import pandas as pd
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
 
 from fmagenre.audio.names import N_FEATURES, flat_names
+from fmagenre.audio.patches import PatchSettings, patches_to_bytes
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.threads import THREAD_VARS
 from fmagenre.tables.feature_table import FEATURE_SCHEMA
@@ -53,6 +54,8 @@ RESULT_SCHEMA = StructType(
 
 #: Rows of a windowed analysis (:func:`analyse_frames` with ``window``): per file, one row
 #: with a null ``window`` (the whole track, or the file's error), then one row per window.
+#: ``patches`` and ``patch_error`` are those of the track, or of the window (null when not
+#: asked for).
 WINDOW_SCHEMA = StructType(
     [
         *(
@@ -65,6 +68,7 @@ WINDOW_SCHEMA = StructType(
         StructField("end_s", DoubleType()),
         *(f for f in RESULT_SCHEMA.fields if f.name in flat_names()),
         *(f for f in RESULT_SCHEMA.fields if f.name in ("status", "error", "error_reason")),
+        *(f for f in RESULT_SCHEMA.fields if f.name in ("patches", "patch_error")),
     ]
 )
 
@@ -100,6 +104,10 @@ def _feature_columns(features: Sequence[np.ndarray | None]) -> dict[str, pd.arra
     }
 
 
+def _stored(patches: np.ndarray | None) -> bytes | None:
+    return None if patches is None else patches_to_bytes(patches)
+
+
 def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[float]) -> pd.DataFrame:
     """Worker output for one input batch: :data:`RESULT_SCHEMA`'s columns."""
 
@@ -123,6 +131,8 @@ def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[floa
         error_reason=meta("error_reason"),
         extractor_version=meta("extractor_version"),
         extract_s=pd.array(seconds, dtype="Float64"),
+        patches=[_stored(r.patches) for r in results],
+        patch_error=meta("patch_error"),
         modified_us=pd.array(list(frame["modified_us"]), dtype="Int64"),
     )
     return pd.DataFrame(columns)
@@ -142,12 +152,28 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
             "error": result.error,
             "error_reason": result.error_reason,
         }
-        rows.append({**file, "window": None, "start_s": 0.0, "end_s": result.analysed_s})
+        rows.append(
+            {
+                **file,
+                "window": None,
+                "start_s": 0.0,
+                "end_s": result.analysed_s,
+                "patches": _stored(result.patches),
+                "patch_error": result.patch_error,
+            }
+        )
         values.append(result.features)
         windows = result.windows
         for k in range(0 if windows is None else len(windows.start_s)):
             rows.append(
-                {**file, "window": k, "start_s": windows.start_s[k], "end_s": windows.end_s[k]}
+                {
+                    **file,
+                    "window": k,
+                    "start_s": windows.start_s[k],
+                    "end_s": windows.end_s[k],
+                    "patches": None if windows.patches is None else _stored(windows.patches[k]),
+                    "patch_error": None if windows.patches is None else windows.patch_errors[k],
+                }
             )
             values.append(windows.values[k])
     out = pd.DataFrame(rows)
@@ -164,6 +190,8 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
     columns.update(_feature_columns(values))
     for name in ("status", "error", "error_reason"):
         columns[name] = out[name]
+    columns["patches"] = list(out["patches"])
+    columns["patch_error"] = list(out["patch_error"])
     return pd.DataFrame(columns)
 
 
@@ -173,6 +201,7 @@ def analyse_frames(
     *,
     window: float | None = None,
     hop: float | None = None,
+    patches: PatchSettings | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Batches of (path, file_size, modified_us, content) to :data:`RESULT_SCHEMA` rows, or
     with ``window`` (seconds, every ``hop``) to :data:`WINDOW_SCHEMA` rows.
@@ -180,7 +209,9 @@ def analyse_frames(
     ``content`` is null for empty files, which Spark does not read, and for files over
     ``max_file_mb``, which get error ``too_large``. Each file is analysed by the worker's
     analysing child (:func:`fmagenre.extraction.isolation.analyse_isolated`): nothing raises and
-    nothing crashes the worker; a failure on one file is that file's error row.
+    nothing crashes the worker; a failure on one file is that file's error row. With
+    ``patches``, rows also carry the log-mel patches, or ``patch_error``: a file without
+    features (any error, a crash or a timeout included) has its error there too.
     """
     pin_threads(config.threads)
     # After pinning (numba reads its variable at import); compiled once, under a lock.
@@ -207,7 +238,10 @@ def analyse_frames(
                     fault=fault_for(path, config.inject_fault),
                     window=window,
                     hop=hop,
+                    patches=patches,
                 )
+            if patches is not None and result.patches is None and result.patch_error is None:
+                result.patch_error = result.error
             seconds.append(time.perf_counter() - started)
             results.append(result)
             if result.status != "ok":

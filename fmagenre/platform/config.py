@@ -95,6 +95,11 @@ class ExtractConfig:
     #: Tests only: ``KIND:TEXT,...`` crashes the analysis of files whose path holds TEXT
     #: (KIND: segfault, abort, kill or hang).
     inject_fault: str = ""
+    #: Also write each file's log-mel patches (``patches`` column, 192 KiB a track at 16
+    #: patches), the spectrogram network's input; see fmagenre.audio.patches.
+    patches: bool = False
+    #: Patches per track, evenly spaced over the analysed audio (12 KiB each).
+    patch_count: int = 16
 
     def __post_init__(self):
         if not self.glob:
@@ -109,6 +114,8 @@ class ExtractConfig:
         for name in ("batch_size", "chunk_files", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 1 <= self.patch_count <= 64:
+            raise ValueError(f"patch_count must be between 1 and 64, got {self.patch_count}")
         if self.partitions < 0:
             raise ValueError(f"partitions must be 0 (automatic) or more, got {self.partitions}")
         if not 1 <= self.max_file_mb <= 2047:

@@ -38,6 +38,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     DoubleType,
     FloatType,
     IntegerType,
@@ -93,10 +94,15 @@ TRAILING_FIELDS = (
     StructField("modified_at", TimestampType()),
     StructField("settings", StringType()),
     StructField("chunk_id", StringType()),
+    StructField("patches", BinaryType()),
+    StructField("patch_error", StringType()),
 )
 #: The feature table: metadata, the 518 flat float32 features in FMA's order, the same values
 #: as an ML-ready ``features`` array (null on error rows), status and lineage (the file's
-#: modification time and the value-changing settings it was extracted with).
+#: modification time and the value-changing settings it was extracted with), then the log-mel
+#: patches when asked (``patches``: the bytes of :func:`fmagenre.audio.patches.patches_to_bytes`,
+#: else null; ``patch_error``: why a file asked for has none). Tables written before the two
+#: patch columns existed read with them null.
 FEATURE_SCHEMA = StructType(
     [
         *LEADING_FIELDS,
@@ -213,7 +219,8 @@ def publish_chunk(
 
     ``frame`` must have :data:`FEATURE_SCHEMA`'s columns; ``chunk`` is a :func:`chunk_id`;
     ``description`` names the Spark job that computes and writes the rows. The counts
-    (``rows``, ``ok``, ``errors`` by reason, ``analysed_s``) are read back from the committed
+    (``rows``, ``ok``, ``errors`` by reason, ``analysed_s``, rows with ``patches``) are read
+    back from the committed
     files and stored in the marker. The view is not refreshed: see :func:`refresh_view`.
     """
     directory = _join(output, RUNS, chunk)
@@ -225,14 +232,20 @@ def publish_chunk(
         counts = (
             spark.read.parquet(directory)
             .groupBy("status", "error_reason")
-            .agg(F.count(F.lit(1)).alias("n"), F.sum("analysed_s").alias("analysed_s"))
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum("analysed_s").alias("analysed_s"),
+                F.count("patches").alias("patches"),
+            )
             .collect()
         )
     finally:
         context.setJobDescription(None)
     stats = {"chunk_id": chunk, "rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
+    stats["patches"] = 0
     for row in counts:
         stats["rows"] += row.n
+        stats["patches"] += row.patches
         stats["analysed_s"] += row.analysed_s or 0.0
         if row.status == "ok":
             stats["ok"] += row.n
