@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "EmrConfig",
     "ExtractConfig",
+    "NetworkConfig",
     "load_config",
     "override",
     "parse_faults",
@@ -189,6 +190,26 @@ class EmrConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """Where the spectrogram network trains (``[network]``, ``jobs/train_cnn.py``): the
+    processes of ``pyspark.ml.torch.distributor.TorchDistributor``."""
+
+    #: Training processes; 0 means the session's default parallelism (the local cores).
+    num_processes: int = 0
+    #: True: the processes run on the driver's machine; False: one per Spark barrier task on
+    #: the executors (dynamic allocation off).
+    local_mode: bool = True
+    #: One GPU per process (nccl); False trains on CPUs (gloo), one thread a process.
+    use_gpu: bool = False
+
+    def __post_init__(self):
+        if self.num_processes < 0:
+            raise ValueError(
+                f"num_processes must be 0 (automatic) or more, got {self.num_processes}"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole configuration: Spark properties and one dataclass per job section."""
 
@@ -196,6 +217,7 @@ class Config:
     spark: Mapping[str, str] = field(default_factory=dict)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     emr: EmrConfig = field(default_factory=EmrConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
