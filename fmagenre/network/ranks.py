@@ -125,6 +125,15 @@ def _confusion(model, normaliser, tracks, classes: int, device) -> np.ndarray:
     return _all_sum(confusion_of(labels, predicted, classes), device)
 
 
+def _average_buffers(model: nn.Module, world: int) -> None:
+    """Batch norm's running statistics averaged over the processes, so that every process
+    scores with the model that rank 0 saves (each updated them with its own batches)."""
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer /= world
+
+
 def _kappa(confusion: np.ndarray) -> float:
     if confusion.sum() == 0:
         return float("nan")
@@ -187,8 +196,8 @@ def _setup(options: dict) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def train_process(job: dict) -> dict | None:
-    """Train with this process' share of the job; rank 0 returns the run's results.
+def train_process(job: dict) -> dict:
+    """Train with this process' share of the job; return the run's results (rank 0's).
 
     ``job`` (built by :func:`fmagenre.network.training.run`): ``files`` by rank, ``tracks``
     (track id -> class, role), ``owners``, ``genres``, ``settings``, ``class_weights``,
@@ -200,12 +209,18 @@ def train_process(job: dict) -> dict | None:
     options = job["options"]
     rank, world, device = _setup(options)
     try:
-        return _train(job, options, rank, world, device)
+        result = _train(job, options, rank, world, device)
+        # Every process returns rank 0's results, rebuilt from one JSON text: in local mode
+        # TorchDistributor's processes all write their output to one file, so the bytes must
+        # be the same whichever writes last.
+        text = [json.dumps(result) if rank == 0 else None]
+        dist.broadcast_object_list(text, src=0)
+        return json.loads(text[0])
     finally:
         dist.destroy_process_group()
 
 
-def _train(job: dict, options: dict, rank: int, world: int, device) -> dict | None:
+def _train(job: dict, options: dict, rank: int, world: int, device) -> dict:
     started = time.perf_counter()
     output, classes = job["output"], len(job["genres"])
     share = read_share(job, rank)
@@ -279,9 +294,10 @@ def _train(job: dict, options: dict, rank: int, world: int, device) -> dict | No
             optimizer.step()
             loss_sum += float(loss.item())
         train_s = time.perf_counter() - epoch_started
+        _average_buffers(model, world)
         model.eval()
         confusion = _confusion(model, normaliser, share.tracks["validation"], classes, device)
-        loss_mean = _all_sum([loss_sum / steps], device)[0] / world
+        loss_mean = float(_all_sum([loss_sum / steps], device)[0]) / world
         kappa = _kappa(confusion)
         improved = not math.isnan(kappa) and kappa > state["best_kappa"] + 1e-9
         state["epoch"] = epoch
@@ -333,7 +349,7 @@ def _train(job: dict, options: dict, rank: int, world: int, device) -> dict | No
         "read_seconds": round(read_s, 3),
     }
     if not state["finished"]:
-        return result if rank == 0 else None
+        return result
     if state["best_state"] is None:  # no epoch had a kappa: keep the last
         state["best_state"], state["best_epoch"] = _cpu_state(model), state["epoch"]
     model.load_state_dict(state["best_state"])
@@ -350,4 +366,4 @@ def _train(job: dict, options: dict, rank: int, world: int, device) -> dict | No
     dist.barrier()
     result["test_confusion"] = test.tolist()
     result["seconds"] = round(time.perf_counter() - started, 3)
-    return result if rank == 0 else None
+    return result
