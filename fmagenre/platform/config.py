@@ -154,6 +154,10 @@ class EmrConfig:
     deploy_mode: str = "cluster"
     #: File under conf/ that the steps pass to the jobs as --config.
     job_config: str = "emr.toml"
+    #: PyTorch for the spectrogram network (jobs/train_cnn.py), installed by emr/bootstrap.sh
+    #: with the wheel's dl extra: "" none, "cpu" the CPU build, or a CUDA build's tag of
+    #: PyTorch's index ("cu128"...) for GPU nodes. Environment "bootstrap" only.
+    torch: str = ""
 
     @property
     def release_major(self) -> int:
@@ -180,6 +184,12 @@ class EmrConfig:
             raise ValueError(
                 f"job_config must be a .toml file name in conf/, got {self.job_config!r}"
             )
+        if self.torch and not re.fullmatch(r"cpu|cu\d+", self.torch):
+            raise ValueError(
+                f'torch must be "", "cpu" or a CUDA tag such as "cu128", got {self.torch!r}'
+            )
+        if self.torch and self.environment != "bootstrap":
+            raise ValueError('torch needs environment "bootstrap" (the bootstrap installs it)')
         for name in ("core_instance_count", "executors_per_node"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
