@@ -28,14 +28,22 @@ ALLOWED = {
     "tables": {"audio", "labels", "platform"},
     "extraction": {"audio", "labels", "platform", "tables"},
     "ml": {"audio", "labels", "metrics", "platform", "tables", "extraction"},
-    "analysis": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    # The spectrogram network, beside ml: it reuses ml's report writers and class weights.
+    "network": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    "analysis": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
+    | {"network"},
     "synthetic": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
-    "timeline": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    "timeline": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
+    | {"network"},
     "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
-    | {"analysis", "synthetic", "timeline"},
+    | {"network", "analysis", "synthetic", "timeline"},
 }
 #: Sub-packages that run without Spark: no pyspark import at all.
 SPARK_FREE = {"", "errors", "audio", "labels", "metrics"}
+#: The only sub-package that imports torch (the optional ``dl`` extra).
+TORCH_USERS = {"network"}
+#: Modules of the network that import torch themselves: only the network's users load them.
+TORCH_MODULES = {"fmagenre.network.model", "fmagenre.network.ranks"}
 
 
 def _layer(module: str) -> str:
@@ -68,6 +76,8 @@ def violations(module: str, source: str) -> list[str]:
         top = name.split(".")[0]
         if top == "pyspark" and layer in SPARK_FREE:
             found.setdefault("pyspark", f"{module} imports {name}: it runs without Spark")
+        if top == "torch" and layer not in TORCH_USERS:
+            found.setdefault("torch", f"{module} imports {name}: only fmagenre.network may")
         if top != "fmagenre" or name == "fmagenre":
             continue
         target = _layer(name)
@@ -101,6 +111,8 @@ def test_no_module_imports_a_higher_layer():
         ("fmagenre.ml.x", "from fmagenre.analysis.inputs import z", "may not use analysis"),
         ("fmagenre.platform.x", "from fmagenre.audio import names", "may not use audio"),
         ("fmagenre.analysis.x", "import fmagenre.synthetic.music", "may not use synthetic"),
+        ("fmagenre.ml.x", "def f():\n    import torch.nn", "only fmagenre.network may"),
+        ("fmagenre.ml.x", "from fmagenre.network import model", "may not use network"),
     ],
 )
 def test_the_checker_sees_each_kind_of_broken_rule(module, source, expected):
@@ -129,3 +141,41 @@ def test_the_spark_free_layers_load_no_pyspark():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_library_without_torch_imports_all_but_the_network_s_torch_modules():
+    """Torch blocked as where it is not installed: every other module still imports, and
+    asking for the network says what to install."""
+    modules = [
+        name
+        for name, _ in _modules()
+        if name not in TORCH_MODULES and not name.endswith("__main__")
+    ]
+    code = textwrap.dedent(
+        f"""
+        import importlib, sys
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "torch":
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, NoTorch())
+        for name in {modules!r}:
+            importlib.import_module(name)
+        from fmagenre.network import require_torch
+        try:
+            require_torch()
+        except Exception as error:
+            print(type(error).__name__, error)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        'TorchMissingError the spectrogram network needs PyTorch: pip install "fmagenre[dl]"'
+    )

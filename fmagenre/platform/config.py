@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "EmrConfig",
     "ExtractConfig",
+    "NetworkConfig",
     "load_config",
     "override",
     "parse_faults",
@@ -160,6 +161,10 @@ class EmrConfig:
     deploy_mode: str = "cluster"
     #: File under conf/ that the steps pass to the jobs as --config.
     job_config: str = "emr.toml"
+    #: PyTorch for the spectrogram network (jobs/train_cnn.py), installed by emr/bootstrap.sh
+    #: with the wheel's dl extra: "" none, "cpu" the CPU build, or a CUDA build's tag of
+    #: PyTorch's index ("cu128"...) for GPU nodes. Environment "bootstrap" only.
+    torch: str = ""
 
     @property
     def release_major(self) -> int:
@@ -186,6 +191,12 @@ class EmrConfig:
             raise ValueError(
                 f"job_config must be a .toml file name in conf/, got {self.job_config!r}"
             )
+        if self.torch and not re.fullmatch(r"cpu|cu\d+", self.torch):
+            raise ValueError(
+                f'torch must be "", "cpu" or a CUDA tag such as "cu128", got {self.torch!r}'
+            )
+        if self.torch and self.environment != "bootstrap":
+            raise ValueError('torch needs environment "bootstrap" (the bootstrap installs it)')
         for name in ("core_instance_count", "executors_per_node"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -196,6 +207,26 @@ class EmrConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """Where the spectrogram network trains (``[network]``, ``jobs/train_cnn.py``): the
+    processes of ``pyspark.ml.torch.distributor.TorchDistributor``."""
+
+    #: Training processes; 0 means the session's default parallelism (the local cores).
+    num_processes: int = 0
+    #: True: the processes run on the driver's machine; False: one per Spark barrier task on
+    #: the executors (dynamic allocation off).
+    local_mode: bool = True
+    #: One GPU per process (nccl); False trains on CPUs (gloo), one thread a process.
+    use_gpu: bool = False
+
+    def __post_init__(self):
+        if self.num_processes < 0:
+            raise ValueError(
+                f"num_processes must be 0 (automatic) or more, got {self.num_processes}"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole configuration: Spark properties and one dataclass per job section."""
 
@@ -203,6 +234,7 @@ class Config:
     spark: Mapping[str, str] = field(default_factory=dict)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     emr: EmrConfig = field(default_factory=EmrConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -318,6 +318,8 @@ def run_job_flow_request(cfg: EmrConfig, dist: Path) -> dict:
         args.append(f"{root}/dist/{_wheel(dist).name}")
         if constraints_name(cfg):
             args.append(f"{root}/emr/{constraints_name(cfg)}")
+        if cfg.torch:
+            args.append(f"torch={cfg.torch}")
         # The bootstrap warms this cache for every user; the containers and a client-mode
         # driver must use it (numba's defaults are not writable by YARN's user).
         request["Configurations"] = [
