@@ -1,5 +1,5 @@
 """Benchmarks: ``python -m fmagenre.bench COMMAND``: extract, spark, analysis, train, balance,
-parity, cpu-drift, segments.
+parity, cpu-drift, segments, network.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -24,6 +24,7 @@ COMMANDS = {
     "segments": ("segments", "genre timelines: windowed extraction speed, window models"),
     "parity": ("parity", "the Spark models against scikit-learn and xgboost, same split"),
     "balance": ("balance", "class weights and vote schemes: per-genre recall, ensemble"),
+    "network": ("network", "the spectrogram network: patches' cost, training, inference, scores"),
 }
 
 
