@@ -29,11 +29,9 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-import fmagenre
 from fmagenre.errors import InputError
 from fmagenre.metrics.classification import classification_summary
 from fmagenre.ml.report import metrics_json, write_confusions
@@ -174,24 +172,6 @@ def _fingerprint(plan: RunPlan, architecture: Mapping, options: NetworkOptions) 
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def _launcher(root: str):
-    """The function TorchDistributor runs in each process: a closure, so that it travels by
-    value and the processes import fmagenre from where the driver did (a checkout) when that
-    folder exists on their machine, else from their installed package."""
-
-    def train_process(job):
-        import os
-        import sys
-
-        if os.path.isdir(os.path.join(root, "fmagenre")) and root not in sys.path:
-            sys.path.insert(0, root)
-        from fmagenre.network.ranks import train_process
-
-        return train_process(job)
-
-    return train_process
-
-
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """The thread variables of fmagenre.platform.threads at 1 for the processes started here."""
@@ -213,9 +193,10 @@ def _distribute(options: NetworkOptions, processes: int, job: dict) -> dict:
     distributor = TorchDistributor(
         num_processes=processes, local_mode=options.local_mode, use_gpu=options.use_gpu
     )
-    root = str(Path(fmagenre.__file__).resolve().parents[1])
+    from fmagenre.network.ranks import train_process
+
     with _one_thread():
-        result = distributor.run(_launcher(root), job)
+        result = distributor.run(train_process, job)
     if not isinstance(result, dict):
         raise RuntimeError(f"the training processes returned {result!r}, not their results")
     return result
