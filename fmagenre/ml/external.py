@@ -1,0 +1,59 @@
+"""Members of the voting ensemble that are trained elsewhere (the spectrogram network).
+
+An external member is not fitted by :class:`fmagenre.ml.ensemble.VotingEnsemble`: it brings
+its class log-probabilities as an input column, ``margins_<name>`` (an array in the label
+order of the training data, null for a row it cannot score), and the ensemble votes with them
+beside its own models'. The layer that owns the member (e.g. :mod:`fmagenre.network`)
+builds the :class:`ExternalMember`; :mod:`fmagenre.ml` never imports that layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+
+#: The folder of a training output that holds each external member's files, by name.
+MEMBERS_DIR = "members"
+
+
+def margins_column(name: str) -> str:
+    """The input column of an external member's class log-probabilities."""
+    return f"margins_{name}"
+
+
+@dataclass(frozen=True)
+class ExternalMember:
+    """A model trained elsewhere that votes in the ensemble.
+
+    Attributes
+    ----------
+    name : str
+        Its name in the ensemble (lower-case letters, digits and ``_``), e.g. ``network``.
+    labels : tuple of str
+        The genres of its outputs, in order.
+    add_margins : callable
+        ``rows -> rows`` with the array column :func:`margins_column` added: the member's
+        class log-probabilities in ``labels`` order, null where it cannot score a row (lazy;
+        it reads the columns it needs, e.g. ``patches``, from ``rows``).
+    held_out : frozenset of int
+        The training tracks (``track_id``) it was not fitted on: the only training rows where
+        its predictions are honest, so the only ones the vote may be tuned on.
+    save : callable
+        ``directory -> None``: writes what prediction needs to rebuild the member (the
+        training job calls it with ``OUTPUT/members/<name>``).
+    source : str
+        Where it came from (a model directory), for the report.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    add_margins: Callable[[DataFrame], DataFrame]
+    held_out: frozenset[int]
+    save: Callable[[str], None]
+    source: str
+
+    @property
+    def column(self) -> str:
+        return margins_column(self.name)
