@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from fmagenre.extraction.driver import session_conf
 from fmagenre.ml.prediction import INPUT_FORMATS, format_summary, run
+from fmagenre.network.inference import load_predictor
 from fmagenre.platform.config import Config
 from fmagenre.platform.jobs import job_parser, run_job
 
@@ -24,12 +25,17 @@ def make_parser() -> argparse.ArgumentParser:
         "Predict the genre of every audio file under INPUT (features extracted on the fly,"
         " as jobs/extract_features.py does, with the configuration's [extract] settings) or"
         " of every row of a feature table or Parquet, with the ensemble saved by"
-        " jobs/train.py. Writes Parquet: track_id, path, status, error, genre, prediction"
-        " (class index) and each model's vote; files that cannot be decoded keep their error"
-        " and get a null genre.",
+        " jobs/train.py or the network saved by jobs/train_cnn.py (the kind is read from the"
+        " directory; a network, or an ensemble with the network as a voter, needs the dl"
+        " extra, and audio is also cut into log-mel patches). Writes Parquet: track_id, path,"
+        " status, error, genre, prediction (class index) and each model's vote; files that"
+        " cannot be decoded keep their error and get a null genre.",
     )
     parser.add_argument(
-        "--model", required=True, metavar="MODEL_DIR", help="output directory of jobs/train.py"
+        "--model",
+        required=True,
+        metavar="MODEL_DIR",
+        help="output directory of jobs/train.py or jobs/train_cnn.py",
     )
     parser.add_argument(
         "--input",
@@ -58,6 +64,7 @@ def predict(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
         input_format=args.input_format,
         extract=config.extract,
         overwrite=args.overwrite,
+        scorer=load_predictor(spark, args.model),
     )
     print(format_summary(summary))
 

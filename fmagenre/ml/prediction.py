@@ -20,11 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Protocol
 
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.audio.patches import PatchSettings
 from fmagenre.errors import InputError, shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
 from fmagenre.ml.ensemble import VotingEnsembleModel, vote_column
@@ -42,6 +45,18 @@ INPUT_FORMATS = ("auto", "audio", "features")
 
 class PredictionError(InputError, ValueError):
     """A model directory or input the job cannot use; the message says why."""
+
+
+class Scorer(Protocol):
+    """What :func:`run` predicts with besides a bare ensemble (e.g. the spectrogram network's
+    :class:`fmagenre.network.inference.Predictor`)."""
+
+    #: The patches it needs from extraction; None for none.
+    patch_settings: PatchSettings | None
+
+    def predictions(
+        self, rows: DataFrame, *, extra: Sequence[str] = (), scores: bool = False
+    ) -> DataFrame: ...
 
 
 def detect_input_format(spark: SparkSession, path: str) -> str:
@@ -137,6 +152,7 @@ def run(
     input_format: str = "auto",
     extract: ExtractConfig | None = None,
     overwrite: bool = False,
+    scorer: Scorer | None = None,
 ) -> dict:
     """Predict the genre of every input row or audio file; write Parquet; return a summary.
 
@@ -155,6 +171,9 @@ def run(
         Extraction settings for audio input (glob, max_duration...); None for the defaults.
     overwrite : bool
         Replace an existing output.
+    scorer : Scorer or None
+        What ``model_dir`` holds, loaded by the caller (a network, or an ensemble with the
+        network as a voter); None loads the ensemble of ``model_dir``.
 
     Returns
     -------
@@ -176,7 +195,11 @@ def run(
             f"unknown input format {input_format!r}; formats: {', '.join(INPUT_FORMATS)}"
         )
     extract = extract or ExtractConfig()
-    model = load_model(spark, model_dir)
+    if scorer is None:
+        model = load_model(spark, model_dir)
+        score, patches = partial(predictions, model), None
+    else:
+        score, patches = scorer.predictions, scorer.patch_settings
     require_path(spark, "--input", input)
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
@@ -188,14 +211,12 @@ def run(
         files = list_inputs(spark, [input], glob=extract.glob)
         if not files:
             raise PredictionError(f"no file matching {extract.glob} under {input}")
-        rows = extraction_frame(spark, files, extract)
+        rows = extraction_frame(spark, files, extract, patches=patches)
         settings = file_source_conf(spark, files, extract)
     else:
         rows = read_feature_rows(spark, input, option="--input")
     with session_settings(spark, settings):
-        predictions(model, rows).write.mode("overwrite" if overwrite else "errorifexists").parquet(
-            output
-        )
+        score(rows).write.mode("overwrite" if overwrite else "errorifexists").parquet(output)
     counts = spark.read.parquet(output).groupBy("status", "genre").count().collect()
     genres: dict[str, int] = {}
     for row in counts:

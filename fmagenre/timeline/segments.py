@@ -38,8 +38,7 @@ from fmagenre.audio.names import flat_names
 from fmagenre.audio.windows import check_window
 from fmagenre.errors import InputError
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
-from fmagenre.ml.classifiers import PROBABILITY_COL
-from fmagenre.ml.prediction import load_model, predictions
+from fmagenre.network.inference import load_predictor
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_json, write_output
 from fmagenre.platform.session import session_settings
@@ -296,7 +295,7 @@ def run(
         raise SegmentError(
             "no --model: pass one, or --keep-features to write the windows' features only"
         )
-    model = load_model(spark, model_dir) if model_dir is not None else None
+    model = load_predictor(spark, model_dir) if model_dir is not None else None
     labels = None
     if options.labels is not None:
         require_path(spark, "--labels", options.labels)
@@ -307,7 +306,14 @@ def run(
     if not files:
         raise SegmentError(f"no file matching {extract.glob} under {', '.join(inputs)}")
     log.info("%d files, windows of %g s every %g s", len(files), options.window, options.hop)
-    rows = extraction_frame(spark, files, extract, window=options.window, hop=options.hop)
+    rows = extraction_frame(
+        spark,
+        files,
+        extract,
+        window=options.window,
+        hop=options.hop,
+        patches=None if model is None else model.patch_settings,
+    )
     root = output.rstrip("/")
     mode = "overwrite" if options.overwrite else "errorifexists"
     summary = {
@@ -315,6 +321,7 @@ def run(
         "inputs": list(inputs),
         "output": output,
         "model": model_dir,
+        "voters": None if model is None else model.model_names,
         "window_s": options.window,
         "hop_s": options.hop,
     }
@@ -329,10 +336,10 @@ def run(
             summary.update(files=len(files), windows=windows, features=True)
             summary["wall_s"] = round(time.perf_counter() - started, 3)
             return summary
-        if model.getSubProbabilityCol() is None:
-            model.setSubProbabilityCol(PROBABILITY_COL)
         extra = [*WINDOW_COLUMNS, *(flat_names() if options.keep_features else ())]
-        scored = predictions(model, rows, extra=extra).persist(StorageLevel.MEMORY_AND_DISK)
+        scored = model.predictions(rows, extra=extra, scores=True).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         try:
             windows = scored.where(F.col("window").isNotNull() | (F.col("status") != "ok"))
             windows.write.mode(mode).parquet(f"{root}/windows")
@@ -347,7 +354,7 @@ def run(
                     scored,
                     tracks,
                     output=output,
-                    models=model.getModelNames(),
+                    models=model.model_names,
                     model_dir=model_dir,
                     max_pages=options.max_pages,
                     embed_audio=options.embed_audio,
@@ -379,7 +386,7 @@ def report_markdown(summary: Mapping) -> str:
     lines = [
         "# Genre timeline",
         "",
-        f"- model: `{summary['model']}`",
+        f"- model: `{summary['model']}` (voters: {', '.join(summary['voters'])})",
         f"- windows of {summary['window_s']:g} s every {summary['hop_s']:g} s",
         f"- files: {summary['files']} ({summary['ok']} ok, {summary['errors']} errors),"
         f" windows: {summary['windows']}",

@@ -1,0 +1,211 @@
+"""The network at work: predictions in a pandas UDF (real Spark, real torch), the prediction and
+timeline jobs with a network model directory, and the jobs without torch."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+from contextlib import redirect_stdout
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from job_loader import ROOT, load_job
+
+torch = pytest.importorskip("torch")
+
+from fmagenre.audio.patches import patches_from_bytes  # noqa: E402
+from fmagenre.network.inference import (  # noqa: E402
+    NetworkInputError,
+    load_predictor,
+    network_member,
+)
+from fmagenre.network.model_dir import NetworkModel  # noqa: E402
+from fmagenre.network.training import NetworkOptions, run  # noqa: E402
+from fmagenre.synthetic.patch_tables import write_patch_tables  # noqa: E402
+
+GENRES = ["Electronic", "Folk", "Hip-Hop", "Rock"]
+
+
+@pytest.fixture(scope="module")
+def network(spark, tmp_path_factory):
+    """A network trained for 3 epochs on 80 generated tracks (one local process)."""
+    root = tmp_path_factory.mktemp("inference")
+    patches, labels = write_patch_tables(root, tracks=80, seed=5)
+    output = root / "model"
+    options = NetworkOptions(
+        epochs=3, num_processes=1, batch_size=16, validation_fraction=0.25, patience=3
+    )
+    run(spark, patches=patches, labels=labels, output=str(output), options=options)
+    return {"root": root, "patches": patches, "labels": labels, "output": str(output)}
+
+
+def _predict(spark, argv) -> tuple[int, str]:
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        code = load_job("predict").main(argv, spark=spark)
+    return code, printed.getvalue()
+
+
+def test_predictions_of_a_patch_table_are_the_models_own(spark, network, tmp_path):
+    """The UDF's genre and scores of every row are those of NetworkModel on the same patches;
+    rows without readable patches are error rows with their reason."""
+    table = tmp_path / "table"
+    rows = pq.read_table(network["patches"]).to_pylist()
+    rows[0]["patches"] = b"\x01" * 100  # not a whole patch
+    pq.write_table(pa.Table.from_pylist(rows), table.with_suffix(".parquet"))
+    output = tmp_path / "predictions"
+    code, printed = _predict(
+        spark,
+        [
+            "--model",
+            network["output"],
+            "--input",
+            str(table.with_suffix(".parquet")),
+            "--output",
+            str(output),
+        ],
+    )
+    assert code == 0, printed
+    got = {r["track_id"]: r for r in pq.read_table(output).to_pylist()}
+    assert len(got) == len(rows)
+    model = NetworkModel.load(spark, network["output"])
+    correct = scored = 0
+    labels = {r["track_id"]: r["genre_top"] for r in pq.read_table(network["labels"]).to_pylist()}
+    for row in rows[1:]:
+        out = got[row["track_id"]]
+        if row["patches"] is None:
+            assert out["status"] == "error" and out["genre"] is None
+            assert out["error"].startswith("no patches for the network: too_short")
+            continue
+        expected = model.track_log_probs(
+            patches_from_bytes(row["patches"], settings=model.settings)
+        )
+        assert out["status"] == "ok" and out["error"] is None
+        assert out["genre"] == out["vote_network"] == GENRES[int(np.argmax(expected))]
+        assert out["prediction"] == float(np.argmax(expected))
+        scores = dict(out["scores_network"])
+        assert list(scores) == GENRES
+        expected_scores = np.exp(expected) / np.exp(expected).sum()
+        np.testing.assert_allclose([scores[g] for g in GENRES], expected_scores, rtol=1e-5)
+        assert math.isclose(sum(scores.values()), 1.0, rel_tol=1e-5)
+        scored += 1
+        correct += out["genre"] == labels[row["track_id"]]
+    assert correct / scored > 0.5  # 4 genres: chance is 0.25
+    bad = got[rows[0]["track_id"]]
+    assert bad["status"] == "error" and "unreadable patches" in bad["error"]
+    assert "predict: 83 rows (features input), 79 ok, 4 errors" in printed
+
+
+def test_predicting_audio_cuts_the_network_s_patches(spark, network, sample_corpus, tmp_path):
+    """Audio in, one row per file: good files get a genre of the network, bad ones their
+    decoding error, a file shorter than a patch the patch error."""
+    output = tmp_path / "audio_predictions"
+    argv = ["--model", network["output"], "--input", str(sample_corpus.audio_dir)]
+    code, printed = _predict(spark, [*argv, "--output", str(output)])
+    assert code == 0, printed
+    rows = pq.read_table(output).to_pylist()
+    files = list(sample_corpus.audio_dir.rglob("*.mp3"))
+    assert len(rows) == len(files) == len({r["path"] for r in rows})
+    good = {str(t.path) for t in sample_corpus.tracks}
+    for row in rows:
+        local = row["path"].removeprefix("file:")
+        if local in good:
+            assert row["status"] == "ok" and row["genre"] in GENRES, row
+            assert set(dict(row["scores_network"])) == set(GENRES)
+        else:
+            assert row["status"] != "ok" and row["genre"] is None and row["error"], row
+
+
+def test_the_timeline_of_a_network_shows_its_windows(spark, network, sample_corpus, tmp_path):
+    output = tmp_path / "timeline"
+    argv = ["--model", network["output"], "--input", str(sample_corpus.audio_dir)]
+    argv += ["--output", str(output), "--window", "3", "--hop", "1.5"]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        code = load_job("segments").main(argv, spark=spark)
+    assert code == 0, printed.getvalue()
+    windows = pq.read_table(output / "windows").to_pylist()
+    ok = [w for w in windows if w["window"] is not None and w["status"] == "ok"]
+    short = [w for w in windows if w["window"] is not None and w["status"] != "ok"]
+    # The sample's tiny file: its one window is shorter than a patch.
+    assert short and all("too_short" in w["error"] and w["genre"] is None for w in short)
+    assert ok and all(w["genre"] in GENRES and w["vote_network"] == w["genre"] for w in ok)
+    assert all(set(dict(w["scores_network"])) == set(GENRES) for w in ok)
+    report = json.loads((output / "report.json").read_text())
+    assert report["voters"] == ["network"] and report["windows"] == len(ok) + len(short)
+    page = sorted((output / "pages").glob("*.html"))
+    assert len(page) > 1 and "network" in page[0].read_text() + page[-1].read_text()
+
+
+def test_the_network_as_a_voter_scores_its_held_out_tracks(spark, network):
+    member = network_member(spark, network["output"])
+    with open(f"{network['output']}/network/network.json") as file:
+        info = json.load(file)
+    assert member.name == "network" and list(member.labels) == GENRES
+    assert member.held_out == frozenset(info["validation"]["track_ids"]) and member.held_out
+    rows = spark.read.parquet(network["patches"])
+    scored = member.add_margins(rows).select("track_id", member.column).collect()
+    model = NetworkModel.load(spark, network["output"])
+    patches = {r["track_id"]: r["patches"] for r in pq.read_table(network["patches"]).to_pylist()}
+    for row in scored:
+        if patches[row.track_id] is None:
+            assert row[member.column] is None
+        else:
+            expected = model.track_log_probs(
+                patches_from_bytes(patches[row.track_id], settings=model.settings)
+            )
+            np.testing.assert_allclose(row[member.column], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_network_needs_a_table_with_patches(spark, network, training_tables, tmp_path):
+    with pytest.raises(NetworkInputError, match="extract the features with --patches"):
+        load_predictor(spark, network["output"]).predictions(
+            spark.read.parquet(training_tables.features)
+        )
+    with pytest.raises(NetworkInputError, match="holds no model: give the output directory of"):
+        network_member(spark, str(training_tables.root / "missing"))
+
+
+#: Makes ``import torch`` fail as it does where torch is not installed. The finder gives a
+#: spec whose loading fails: pyspark's session start asks importlib.util.find_spec("torch"),
+#: which must not raise (a finder raising in find_spec, as tests/test_network.py's does, breaks
+#: it).
+NO_TORCH = """
+import sys
+from importlib.machinery import ModuleSpec
+class _Missing:
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+    def exec_module(self, module):
+        pass
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            return ModuleSpec(name, _Missing())
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_without_torch_predict_imports_and_a_network_says_what_to_install(network, tmp_path):
+    code = NO_TORCH + (
+        f"sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        "from job_loader import load_job\n"
+        "job = load_job('predict')\n"
+        f"argv = ['--model', {network['output']!r}, '--input', {network['patches']!r},"
+        f" '--output', {str(tmp_path / 'out')!r}]\n"
+        "sys.exit(job.main(argv))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        'predict: the spectrogram network needs PyTorch: pip install "fmagenre[dl]"'
+    )
+    assert not (tmp_path / "out").exists()
