@@ -82,6 +82,7 @@ from fmagenre.ml.ensemble import VotingEnsemble, VotingEnsembleModel
 from fmagenre.ml.external import (
     MEMBERS_DIR,
     ExternalMember,
+    ExternalMemberError,
     check_names,
     label_order,
     margins_column,
@@ -649,6 +650,11 @@ def _evaluate(
     confusions = {}
     for name in names:
         present = votes[name] >= 0
+        if not present.any():
+            raise ExternalMemberError(
+                f"external member {name} scored none of the {len(rows)} test rows: give it"
+                " features it can score (the network: extract them with --patches)"
+            )
         confusions[name] = _confusion(labels[present], votes[name][present], classes)
     confusions[ENSEMBLE] = _confusion(labels, predicted, classes)
     priority = ensemble.vote_priority()
@@ -831,7 +837,7 @@ def run(
         On inputs that cannot make training data (checked before any training).
     fmagenre.ml.external.ExternalMemberError
         On an external member with an invalid name or other genres than the training data
-        (checked before any training).
+        (checked before any training), or one that scores no test row (after saving).
     FileExistsError
         When ``output`` exists and ``options.overwrite`` is false.
     fmagenre.ml.classifiers.BarrierModeError
