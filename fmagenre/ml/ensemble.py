@@ -162,8 +162,10 @@ def _probabilities(margins: Column) -> Column:
 
 
 def _argmax(margins: Column) -> Column:
-    """The index of an array's first largest element, as a double (null for null)."""
-    return (F.array_position(margins, F.array_max(margins)) - 1).cast("double")
+    """The index of an array's first largest element, as a double (null for null): the
+    largest (element, -index) (Spark 3.5's array_position takes no column)."""
+    pairs = F.transform(margins, lambda x, i: F.struct(x.alias("value"), (-i).alias("minus")))
+    return (-F.array_max(pairs).getField("minus")).cast("double")
 
 
 class _EnsembleParams(HasFeaturesCol, HasPredictionCol):
