@@ -156,6 +156,14 @@ def make_parser() -> argparse.ArgumentParser:
         " scores count windows",
     )
     parser.add_argument(
+        "--with-network",
+        metavar="MODEL_DIR",
+        help="output directory of jobs/train_cnn.py: the spectrogram network votes as a fourth"
+        " member (FEATURES must hold its patches: jobs/extract_features.py --patches); the"
+        " vote is tuned on the training tracks it was not trained on, and the report also"
+        " gives the ensemble without it",
+    )
+    parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of samples, folds, candidates"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
@@ -181,8 +189,18 @@ def train(spark: SparkSession, args: argparse.Namespace, config: Config) -> None
         svc=args.svc,
         overwrite=args.overwrite,
     )
+    external = []
+    if args.with_network:
+        from fmagenre.network.inference import network_member
+
+        external.append(network_member(spark, args.with_network))
     metrics = run(
-        spark, features=args.features, labels=args.labels, output=args.output, options=options
+        spark,
+        features=args.features,
+        labels=args.labels,
+        output=args.output,
+        options=options,
+        external=external,
     )
     print(console_summary(metrics))
 

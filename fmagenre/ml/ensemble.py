@@ -21,6 +21,15 @@ picks the class of the largest ``log(sum_m w_m softmax(margins_m / T_m) / sum_m 
 with ``temperatures`` ``T``, ``modelWeights`` ``w`` (0 leaves a model out) and ``classBias``
 ``b``.
 
+External members (``externalModels``, :mod:`fmagenre.ml.external`) are trained elsewhere:
+member NAME brings its class log-probabilities as the input array ``margins_NAME`` (in
+``labels`` order) and votes beside the models, its vote the argmax of its margins, its soft
+probabilities ``softmax(margins / T)``. The per-model vote Params (``modelWeights``,
+``temperatures``) list the models, then the external members; ``tieBreakOrder`` may list
+them (those it leaves out come last). A null ``margins_NAME`` is an abstention: the row's
+hard or kappa vote is the others', its soft vote the weighted mean of the members present
+(their weights renormalised; 1 each when theirs are all 0).
+
 The output keeps the input columns as they were and adds every ``prediction_<name>``,
 ``prediction`` and the class name (``genre``); a row whose votes are all null gets null (a
 soft vote: a row with a null margin). The input rows travel beside the models as one struct
@@ -47,7 +56,7 @@ from functools import reduce
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model, Transformer
-from pyspark.ml.functions import vector_to_array
+from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasPredictionCol, HasWeightCol
@@ -64,6 +73,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField
 
 from fmagenre.errors import shown_names
+from fmagenre.ml.external import margins_column
 from fmagenre.ml.voting import VOTES
 
 log = logging.getLogger(__name__)
@@ -90,15 +100,23 @@ def _column(name: str) -> Column:
     return F.col("`" + name.replace("`", "``") + "`")
 
 
-def _check_parts(count: int, names: Sequence[str], order: Sequence[str]) -> None:
-    """ValueError unless ``count`` parts have unique valid ``names`` and ``order`` lists each."""
+def _check_parts(
+    count: int, names: Sequence[str], order: Sequence[str], *, external: Sequence[str] = ()
+) -> None:
+    """ValueError unless ``count`` parts have unique valid ``names`` (external members' names
+    included) and ``order`` lists each part once (and external members at most once)."""
     if not count or count != len(names):
         raise ValueError(f"{count} models for {len(names)} names; need one each")
-    bad = [name for name in names if not _NAME.fullmatch(name)]
-    if bad or len(set(names)) != len(names):
-        raise ValueError(f"model names must be unique [a-z][a-z0-9_]*, got {list(names)}")
-    if sorted(order) != sorted(names):
-        raise ValueError(f"tieBreakOrder {list(order)} must list each of {list(names)} once")
+    voters = [*names, *external]
+    bad = [name for name in voters if not _NAME.fullmatch(name)]
+    if bad or len(set(voters)) != len(voters):
+        raise ValueError(f"model names must be unique [a-z][a-z0-9_]*, got {voters}")
+    listed = [name for name in order if name not in external]
+    if sorted(listed) != sorted(names) or len(set(order)) != len(order):
+        raise ValueError(
+            f"tieBreakOrder {list(order)} must list each of {list(names)} once"
+            + (f" (and may list {list(external)})" if external else "")
+        )
 
 
 def _check_labels(labels: Sequence[str]) -> None:
@@ -129,6 +147,25 @@ def _nominal_values(field: StructField) -> list[str] | None:
 def _softmax_term(top: Column, temperature: float) -> Callable[[Column], Column]:
     """``x -> exp((x - top) / temperature)``: Spark's lambdas take their elements only."""
     return lambda x: F.exp((x - top) / temperature)
+
+
+def _softmax(margins: Column, temperature: float) -> tuple[Column, Column]:
+    """The terms of ``softmax(margins / temperature)`` (an array) and their sum."""
+    scaled = F.transform(margins, _softmax_term(F.array_max(margins), temperature))
+    return scaled, F.aggregate(scaled, F.lit(0.0), lambda sum_, x: sum_ + x)
+
+
+def _probabilities(margins: Column) -> Column:
+    """``softmax(margins)`` as an array."""
+    scaled, total = _softmax(margins, 1.0)
+    return F.transform(scaled, lambda x: x / total)
+
+
+def _argmax(margins: Column) -> Column:
+    """The index of an array's first largest element, as a double (null for null): the
+    largest (element, -index) (Spark 3.5's array_position takes no column)."""
+    pairs = F.transform(margins, lambda x, i: F.struct(x.alias("value"), (-i).alias("minus")))
+    return (-F.array_max(pairs).getField("minus")).cast("double")
 
 
 class _EnsembleParams(HasFeaturesCol, HasPredictionCol):
@@ -393,14 +430,19 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     featuresCol : str
         The column between the preprocessing and the sub-models.
     tieBreakOrder : sequence of str or None
-        All model names, highest priority first; None keeps ``modelNames``' order.
+        All model names, highest priority first, and any of the external members; None keeps
+        ``modelNames``' order.
     predictionCol : str
         Output column of the winning class index.
     labelNameCol : str
         Output column of the winning class name.
     subProbabilityCol : str or None
         The column the sub-models write class probabilities to: when set, the output also
-        keeps each model's as ``probability_<name>`` (null for a model that writes none).
+        keeps each model's as ``probability_<name>`` (null for a model that writes none), and
+        each external member's (the softmax of its margins; null where it abstains).
+    externalModels : sequence of str
+        Names of the external members (see the module), whose votes the output also keeps as
+        ``prediction_<name>``; :meth:`setExternalModels` sets them.
     voting : str
         ``hard``, ``kappa`` or ``soft`` (see the module); :meth:`setVote` sets it with its
         parameters.
@@ -463,6 +505,14 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         "column of the sub-models' class probabilities, kept as probability_NAME when set",
         typeConverter=TypeConverters.toString,
     )
+    externalModels = Param(
+        Params._dummy(),
+        "externalModels",
+        "members trained elsewhere: NAME votes with the class log-probabilities of the input"
+        " array margins_NAME (null: it abstains); per-model vote Params list the models, then"
+        " these",
+        typeConverter=TypeConverters.toListString,
+    )
 
     def __init__(
         self,
@@ -477,6 +527,7 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         predictionCol: str = "prediction",
         labelNameCol: str = "genre",
         subProbabilityCol: str | None = None,
+        externalModels: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self._setDefault(
@@ -486,7 +537,10 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
             temperatures=[],
             classBias=[],
             keepMargins=False,
+            externalModels=[],
         )
+        if externalModels:
+            self._set(externalModels=list(externalModels))
         self.preprocessing = preprocessing
         self.models = list(models)
         if subProbabilityCol is not None:
@@ -504,8 +558,37 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         self._validate()
 
     def _validate(self) -> None:
-        _check_parts(len(self.models), self.getModelNames(), self.getTieBreakOrder())
+        _check_parts(
+            len(self.models),
+            self.getModelNames(),
+            self.getTieBreakOrder(),
+            external=self.getExternalModels(),
+        )
         _check_labels(self.getLabels())
+
+    def setExternalModels(self, value: Sequence[str]) -> VotingEnsembleModel:
+        """Set the external members' names; the vote Params must then cover them too.
+
+        Raises
+        ------
+        ValueError
+            On an invalid name, or one of a model's.
+        """
+        names, order = self.getModelNames(), self.getTieBreakOrder()
+        _check_parts(len(self.models), names, order, external=list(value))
+        return self._set(externalModels=list(value))
+
+    def getExternalModels(self) -> list[str]:
+        return self.getOrDefault(self.externalModels)
+
+    def voters(self) -> list[str]:
+        """Every voter: the model names, then the external members'."""
+        return [*self.getModelNames(), *self.getExternalModels()]
+
+    def vote_priority(self) -> list[str]:
+        """The tie-break order, then the external members it leaves out."""
+        order = self.getTieBreakOrder()
+        return [*order, *(name for name in self.getExternalModels() if name not in order)]
 
     def setVote(
         self,
@@ -537,29 +620,30 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         return self.getOrDefault(self.voting)
 
     def getModelWeights(self) -> list[float]:
-        """The vote weight of each model (1 each when none is set)."""
-        return self.getOrDefault(self.modelWeights) or [1.0] * len(self.models)
+        """The vote weight of each voter (1 each when none is set)."""
+        return self.getOrDefault(self.modelWeights) or [1.0] * len(self.voters())
 
     def getRawPredictionCols(self) -> list[str]:
         return self.getOrDefault(self.rawPredictionCols)
 
     def getTemperatures(self) -> list[float]:
-        return self.getOrDefault(self.temperatures) or [1.0] * len(self.models)
+        return self.getOrDefault(self.temperatures) or [1.0] * len(self.voters())
 
     def getClassBias(self) -> list[float]:
         return self.getOrDefault(self.classBias)
 
     def _check_vote(self) -> None:
-        voting, n = self.getVoting(), len(self.models)
+        voting, n, models = self.getVoting(), len(self.voters()), len(self.models)
         if voting not in VOTES:
             raise ValueError(f"voting must be {', '.join(VOTES)}, got {voting!r}")
         weights = self.getModelWeights()
         if len(weights) != n or min(weights) < 0 or not sum(weights) > 0:
             raise ValueError(f"modelWeights must be {n} non-negative numbers, not all 0")
         keep = self.getOrDefault(self.keepMargins)
-        if (voting == "soft" or keep) and len(self.getRawPredictionCols()) != n:
+        if (voting == "soft" or keep) and len(self.getRawPredictionCols()) != models:
             raise ValueError(
-                f"a soft vote or keepMargins needs the margins column of each of the {n} models"
+                "a soft vote or keepMargins needs the margins column of each of the"
+                f" {models} models"
             )
         if voting != "soft":
             return
@@ -586,12 +670,16 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         """The feature columns the model reads that ``columns`` lacks, in the model's order."""
         return _missing(columns, self.getFeatureCols())
 
+    def missing_margins(self, columns: Sequence[str]) -> list[str]:
+        """The external members' margins columns (``margins_<name>``) that ``columns`` lacks."""
+        return _missing(columns, [margins_column(name) for name in self.getExternalModels()])
+
     def vote(self) -> Column:
-        """The winning class index of the sub-models' vote columns (hard or kappa vote; the
+        """The winning class index of the voters' vote columns (hard or kappa vote; the
         soft vote reads the margins, :meth:`soft_vote`)."""
-        names = self.getModelNames()
+        names = self.voters()
         votes = [F.col(vote_column(name)) for name in names]
-        priority = {name: rank for rank, name in enumerate(self.getTieBreakOrder())}
+        priority = {name: rank for rank, name in enumerate(self.vote_priority())}
         weights = self.getModelWeights() if self.getVoting() == "kappa" else [1] * len(names)
         # One (votes or their weight, -priority, class) struct per model's vote: the greatest
         # is the most-voted class, ties going to the highest-priority model. Null votes count
@@ -614,23 +702,46 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         return best.getField("vote")
 
     def soft_vote(self, margins: Sequence[Column]) -> Column:
-        """The winning class index of the soft vote of each model's class ``margins`` (arrays,
-        in model order): null when one is null."""
+        """The winning class index of the soft vote of each voter's class ``margins`` (arrays,
+        in :meth:`voters` order): null when a model's is null; an external member's null
+        margins are its abstention."""
         weights, bias = self.getModelWeights(), self.getClassBias()
-        probabilities = []
-        for margin, temperature in zip(margins, self.getTemperatures(), strict=True):
-            scaled = F.transform(margin, _softmax_term(F.array_max(margin), temperature))
-            total = F.aggregate(scaled, F.lit(0.0), lambda sum_, x: sum_ + x)
-            probabilities.append((scaled, total))
+        probabilities = [
+            _softmax(margin, temperature)
+            for margin, temperature in zip(margins, self.getTemperatures(), strict=True)
+        ]
+        models = len(self.models)
+        shares = [F.lit(weight) for weight in weights]
+        denominator = F.lit(float(sum(weights)))
+        present = [m.isNotNull() for m in margins[models:]]
+        if present:
+            # The weights of the members present, renormalised; 1 each when all are 0.
+            weighed = reduce(
+                Column.__add__,
+                [F.lit(float(sum(weights[:models])))]
+                + [
+                    F.when(p, w).otherwise(0.0)
+                    for p, w in zip(present, weights[models:], strict=True)
+                ],
+            )
+            shares = [F.when(weighed > 0, w).otherwise(1.0) for w in weights]
+            shares[models:] = [
+                F.when(p, share).otherwise(0.0)
+                for p, share in zip(present, shares[models:], strict=True)
+            ]
+            denominator = reduce(Column.__add__, shares)
         scores = []
         for c in range(len(self.getLabels())):
-            mean = reduce(
-                Column.__add__,
-                (
-                    F.lit(weight) * (scaled[c] / total)
-                    for (scaled, total), weight in zip(probabilities, weights, strict=True)
-                ),
-            ) / F.lit(float(sum(weights)))
+            terms = [
+                share * (scaled[c] / total)
+                for (scaled, total), share in zip(probabilities, shares, strict=True)
+            ]
+            # An absent member's term is null: it adds nothing.
+            terms[models:] = [
+                F.when(p, term).otherwise(0.0)
+                for p, term in zip(present, terms[models:], strict=True)
+            ]
+            mean = reduce(Column.__add__, terms) / denominator
             score = F.log(mean) + F.lit(bias[c] if bias else 0.0)
             # The greatest (score, -class): the first class of the largest score.
             scores.append(F.struct(score.alias("score"), F.lit(-c).alias("minus")))
@@ -640,7 +751,13 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self._check_vote()
         _check_features(dataset.columns, self.getFeatureCols())
-        votes = [vote_column(name) for name in self.getModelNames()]
+        missing = self.missing_margins(dataset.columns)
+        if missing:
+            raise ValueError(
+                "the input lacks the class log-probabilities of external member(s):"
+                f" {', '.join(missing)} (add them with each member's add_margins)"
+            )
+        votes = [vote_column(name) for name in self.voters()]
         outputs = [*votes, self.getPredictionCol(), self.getLabelNameCol()]
         clashing = [column for column in outputs if column in dataset.columns]
         if clashing:
@@ -656,8 +773,9 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
         keep = self.getOrDefault(self.keepMargins)
         raws = self.getRawPredictionCols() if soft or keep else [None] * len(self.models)
         probabilities, margins = [], []
+        models = len(self.models)
         for i, (name, vote, model, raw) in enumerate(
-            zip(self.getModelNames(), votes, self.models, raws, strict=True)
+            zip(self.getModelNames(), votes[:models], self.models, raws, strict=True)
         ):
             kept.append(vote)
             result = model.transform(result)
@@ -674,16 +792,33 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
                 probabilities.append(column)
                 kept.append(column)
             result = result.select(*kept)
+        for i, name in enumerate(self.getExternalModels(), start=models):
+            given = self._external_margins(name)
+            margins.append(_RAW.format(i))
+            result = result.withColumns({margins[-1]: given, vote_column(name): _argmax(given)})
+            if source is not None:
+                probabilities.append(f"probability_{name}")
+                normalised = array_to_vector(_probabilities(given))
+                result = result.withColumn(probabilities[-1], F.when(given.isNotNull(), normalised))
         prediction = self.getPredictionCol()
         winner = self.soft_vote([F.col(m) for m in margins]) if soft else self.vote()
         if keep:
             names = self.getModelNames()
             probabilities += [
-                F.col(m).alias(f"margins_{n}") for m, n in zip(margins, names, strict=True)
+                F.col(m).alias(f"margins_{n}") for m, n in zip(margins[:models], names, strict=True)
             ]
         outputs = [*votes, *probabilities, winner.alias(prediction)]
         return result.select(f"{_INPUT}.*", *outputs).withColumn(
             self.getLabelNameCol(), self.label_name(F.col(prediction))
+        )
+
+    def _external_margins(self, name: str) -> Column:
+        """External member ``name``'s margins from the input, as doubles, checked for size."""
+        given = F.col(f"{_INPUT}.{margins_column(name)}").cast("array<double>")
+        classes = len(self.getLabels())
+        message = f"{margins_column(name)} must hold {classes} class log-probabilities"
+        return F.when(given.isNull() | (F.size(given) == classes), given).otherwise(
+            F.raise_error(F.lit(message)).cast("array<double>")
         )
 
     def copy(self, extra=None) -> VotingEnsembleModel:
@@ -708,6 +843,7 @@ class VotingEnsembleModel(Model, _EnsembleParams, _Persisted):
             labels=params["labels"],
             featureCols=params["featureCols"],
             tieBreakOrder=params["tieBreakOrder"],
+            externalModels=params.get("externalModels", ()),
         )
 
 

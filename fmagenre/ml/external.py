@@ -9,13 +9,22 @@ builds the :class:`ExternalMember`; :mod:`fmagenre.ml` never imports that layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 
+from fmagenre.errors import InputError, shown_names
+
 #: The folder of a training output that holds each external member's files, by name.
 MEMBERS_DIR = "members"
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class ExternalMemberError(InputError, ValueError):
+    """An external member that cannot vote with the training data; the message says why."""
 
 
 def margins_column(name: str) -> str:
@@ -57,3 +66,38 @@ class ExternalMember:
     @property
     def column(self) -> str:
         return margins_column(self.name)
+
+
+def check_names(members: Sequence[ExternalMember], taken: Sequence[str]) -> None:
+    """ExternalMemberError unless the members' names are valid, unique and not in ``taken``
+    (the ensemble's own models)."""
+    names = [member.name for member in members]
+    bad = [n for n in names if not _NAME.fullmatch(n) or n in taken or names.count(n) > 1]
+    if bad:
+        raise ExternalMemberError(
+            f"external member name(s) {shown_names(sorted(set(bad)))}: names must be unique"
+            f" [a-z][a-z0-9_]*, other than {', '.join(taken)}"
+        )
+
+
+def label_order(member: ExternalMember, labels: Sequence[str]) -> list[int] | None:
+    """Where each of ``labels`` is among the member's outputs: None when in the same order.
+
+    Raises
+    ------
+    ExternalMemberError
+        When the member's genres are not ``labels``, in some order.
+    """
+    own = list(member.labels)
+    if own == list(labels):
+        return None
+    if sorted(own) == sorted(labels):
+        return [own.index(label) for label in labels]
+    only_member = sorted(set(own) - set(labels)) or ["none"]
+    only_data = sorted(set(labels) - set(own)) or ["none"]
+    repeated = " (it repeats genres)" if len(set(own)) != len(own) else ""
+    raise ExternalMemberError(
+        f"external member {member.name} ({member.source}) predicts other genres than the"
+        f" training data{repeated}: only in {member.name}: {shown_names(only_member)}; only in"
+        f" the training labels: {shown_names(only_data)}; train both on the same label table"
+    )

@@ -31,6 +31,7 @@ from fmagenre.audio.patches import PatchSettings
 from fmagenre.errors import InputError, shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
 from fmagenre.ml.ensemble import VotingEnsembleModel, vote_column
+from fmagenre.ml.external import MEMBERS_DIR, margins_column
 from fmagenre.ml.training import MODEL_DIR
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs, path_exists
@@ -99,32 +100,42 @@ def predictions(
     The ``extra`` input columns are kept after ``error``. When the model keeps its
     sub-models' probabilities (``subProbabilityCol``), each model's are added as
     ``scores_<name>``, a map from genre to probability (null for a model without them).
+    A model with external members reads their margins (``margins_<name>``) from the rows and
+    gives their votes and scores as its own models'.
 
     Raises
     ------
     PredictionError
-        When the rows lack feature columns of the model.
+        When the rows lack feature columns of the model, or an external member's margins.
     """
     missing = model.missing_features(rows.columns)
     if missing:
         raise PredictionError(
             f"the input lacks {len(missing)} feature column(s) of the model: {shown_names(missing)}"
         )
+    margins = [margins_column(name) for name in model.getExternalModels()]
+    missing = model.missing_margins(rows.columns)
+    if missing:
+        raise PredictionError(
+            f"the input lacks the class log-probabilities of the model's external member(s):"
+            f" {', '.join(missing)}; add them with each member's add_margins (its files are in"
+            f" the model directory's {MEMBERS_DIR}/<name>)"
+        )
     ok = F.col("status") == "ok" if "status" in rows.columns else F.lit(True)
     keys = ("track_id", "path", "status", "error", *extra)
     kept = [column for column in keys if column in rows.columns]
-    scored = model.transform(rows.select(*kept, *model.getFeatureCols(), ok.alias("_ok")))
+    scored = model.transform(rows.select(*kept, *model.getFeatureCols(), *margins, ok.alias("_ok")))
 
     def when_ok(column):
         return F.when(F.col("_ok"), column)
 
     votes = [
         when_ok(model.label_name(F.col(vote_column(name)))).alias(f"vote_{name}")
-        for name in model.getModelNames()
+        for name in model.voters()
     ]
     if model.getSubProbabilityCol() is not None:
         genres = F.array(*(F.lit(label) for label in model.getLabels()))
-        for name in model.getModelNames():
+        for name in model.voters():
             probability = F.col(f"probability_{name}")
             scores = F.map_from_arrays(genres, vector_to_array(probability))
             # vector_to_array fails on null: a model without probabilities, an error row.

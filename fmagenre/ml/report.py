@@ -8,8 +8,10 @@ In the job's output directory (any Hadoop path)::
     confusion_<model>.csv      test confusion matrix, true genres as rows
     confusion_<model>.png      the same as a heat map: share of each true genre's tracks
 
-for ``<model>`` in ``lr``, ``svc``, ``xgb`` and ``ensemble``. The text forms are pure
-functions of the metrics; :func:`write_confusions` and :func:`write_report` write them.
+for ``<model>`` in ``lr``, ``svc``, ``xgb`` and ``ensemble``, and with external members
+(:mod:`fmagenre.ml.external`) each member and ``ensemble_without_<names>``, the vote of the
+three models alone. The text forms are pure functions of the metrics;
+:func:`write_confusions` and :func:`write_report` write them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from pyspark.sql import SparkSession
 from fmagenre.platform.hadoop import write_output
 
 ENSEMBLE = "ensemble"
+
+
+def without_key(external: Sequence[str]) -> str:
+    """The key of the ensemble of the models alone, beside the ``external`` members."""
+    return f"{ENSEMBLE}_without_{'_'.join(external)}"
 
 
 def _json_ready(value):
@@ -103,7 +110,8 @@ def _params(params: Mapping) -> str:
 
 
 def _models(metrics: Mapping) -> list[str]:
-    return [*metrics["search"], ENSEMBLE]
+    external = list(metrics.get("external", ()))
+    return [*metrics["search"], *external, ENSEMBLE, *([without_key(external)] if external else [])]
 
 
 def score_table(metrics: Mapping) -> list[list[str]]:
@@ -113,6 +121,8 @@ def score_table(metrics: Mapping) -> list[list[str]]:
         test = metrics["test"][model]
         search = metrics["search"].get(model)
         cv = search["candidates"][search["best"]]["score"] if search else None
+        if model in metrics.get("external", ()):
+            cv = metrics["vote"]["member_cv_kappa"][model]
         rows.append(
             [
                 model,
@@ -202,6 +212,39 @@ def _vote_lines(metrics: Mapping) -> list[str]:
     return [*lines, ""]
 
 
+def _external_lines(metrics: Mapping) -> list[str]:
+    """The report's section on external members, the vote without them, and the genres each
+    model never recognised."""
+    vote, test = metrics["vote"], metrics["test"]
+    external = metrics["external"]
+    lines = ["## External members", ""]
+    for name, member in external.items():
+        lines.append(
+            f"- {name}: `{member['source']}`, saved in `{member['saved']}`;"
+            f" {member['held_out_tracks']} training tracks held out of its training, of which"
+            f" {member['vote_rows']} out-of-fold rows it scores; on the test split it scored"
+            f" {test[name]['rows']} rows and abstained on {member['test_abstained']}: its"
+            " scores above count the rows it scored, the ensemble's every row"
+        )
+    lines.append(
+        f"- the vote with them was fitted and scored on {vote['rows']} out-of-fold rows"
+        f" (in {vote['folds']} folds) that every voter scores"
+        + (f"; {vote['fallback']}" if vote["fallback"] else "")
+    )
+    alone = vote["without"]
+    lines += [
+        f"- without them ({without_key(list(external))}): {alone['scheme']} vote, model weights "
+        + ", ".join(f"{m} {w:.4g}" for m, w in alone["weights"].items())
+        + "; CV kappa "
+        + ", ".join(f"{key} {_number(score)}" for key, score in alone["cv_kappa"].items()),
+        "",
+        "Genres at 0% recall (test):",
+        "",
+    ]
+    zero = [[model, ", ".join(zero_recall(test[model])) or "none"] for model in _models(metrics)]
+    return [*lines, *_markdown_table(["model", "genres"], zero), ""]
+
+
 def _row_counts(rows: dict, labels: list) -> str:
     if "tracks" not in rows:
         return (
@@ -258,6 +301,8 @@ def markdown_report(metrics: Mapping) -> str:
         )
     lines += _markdown_table(["genre", "test tracks", *models], recall_rows)
     lines.append("")
+    if "external" in metrics:
+        lines += _external_lines(metrics)
     if "vote" in metrics:
         lines += _vote_lines(metrics)
     lines += ["## Random search", ""]
@@ -308,6 +353,17 @@ def console_summary(metrics: Mapping) -> str:
         lines.append(
             f"  vote: {vote['scheme']}; CV kappa "
             + ", ".join(f"{key} {_number(score)}" for key, score in vote["cv_kappa"].items())
+        )
+    for name, member in metrics.get("external", {}).items():
+        lines.append(
+            f"  {name}: vote fitted on {vote['rows']} out-of-fold rows; scored"
+            f" {metrics['test'][name]['rows']} test rows, abstained on {member['test_abstained']}"
+        )
+    if "external" in metrics:
+        zero = {model: zero_recall(metrics["test"][model]) for model in _models(metrics)}
+        lines.append(
+            "  genres at 0% recall: "
+            + "; ".join(f"{model} {', '.join(g) or 'none'}" for model, g in zero.items())
         )
     timings = metrics["timings"]
     lines.append(

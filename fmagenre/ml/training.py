@@ -24,6 +24,16 @@ fitting only the winner on all tracks keeps the whole run at 12-14 minutes on 2 
 (``python -m fmagenre.bench train``); ``search_rows=0`` searches on every training track.
 That is also why the search is a function and not a ``CrossValidator``-like Estimator,
 which would fit its winner on the rows it searched.
+
+External members (``external``: :class:`~fmagenre.ml.external.ExternalMember`, e.g. the
+spectrogram network) vote beside the three models. Their margins are added to the feature
+rows and carried beside the features (never into them). The ensemble of the three models is
+chosen as without them (reported as ``ensemble_without_<names>``); then the vote of all
+voters is fitted and scored (:func:`fmagenre.ml.voting.choose_with_external`) on the search
+sample's out-of-fold rows of the tracks each member was not trained on (``held_out``) and
+that it scores. The model is saved with ``externalModels`` set, each member by its ``save``
+in ``OUTPUT/members/<name>``. A member's own test scores count the test rows it scores
+(``abstained``: the others).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -69,7 +79,15 @@ from fmagenre.ml.classifiers import (
     training_pipeline,
 )
 from fmagenre.ml.ensemble import VotingEnsemble, VotingEnsembleModel
-from fmagenre.ml.report import ENSEMBLE, write_confusions, write_report
+from fmagenre.ml.external import (
+    MEMBERS_DIR,
+    ExternalMember,
+    ExternalMemberError,
+    check_names,
+    label_order,
+    margins_column,
+)
+from fmagenre.ml.report import ENSEMBLE, without_key, write_confusions, write_report
 from fmagenre.ml.search import SearchResult, random_search
 from fmagenre.ml.search_space import LogUniform, read_search_space
 from fmagenre.ml.stratify import assign_folds, sample_quotas, stratified_sample
@@ -285,11 +303,12 @@ def _search_vectors(
     *,
     weight: list[str],
     partitions: int,
+    keep: Sequence[str] = (),
 ) -> DataFrame:
-    """The folded vectors of the search sample (cached)."""
+    """The folded vectors of the search sample (cached), with the ``keep`` columns."""
     folded = _search_sample(data, options)
     return _cached(
-        vectorizer.transform(folded).select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL),
+        vectorizer.transform(folded).select(LABEL_COL, FOLD_COL, *weight, VECTOR_COL, *keep),
         partitions,
         numbered=True,
     )
@@ -393,8 +412,9 @@ def _out_of_fold(
     searches: Mapping[str, SearchResult],
     evaluators: Mapping[str, _OutOfFoldKappa],
     folds: int,
-) -> voting.OutOfFold:
-    """The out-of-fold predictions of each model's best candidate, row by row."""
+) -> tuple[voting.OutOfFold, np.ndarray]:
+    """The out-of-fold predictions of each model's best candidate, row by row, and the rows'
+    numbers (``ROW_COL``)."""
     votes, margins = {}, {}
     labels = numbers = fold_of = None
     for name in MODEL_NAMES:
@@ -406,7 +426,54 @@ def _out_of_fold(
         elif not np.array_equal(rows, numbers):
             raise RuntimeError(f"{name}'s out-of-fold rows differ from the other models'")
         votes[name], margins[name] = vote, margin
-    return voting.OutOfFold(labels=labels, folds=fold_of, votes=votes, margins=margins)
+    oof = voting.OutOfFold(labels=labels, folds=fold_of, votes=votes, margins=margins)
+    return oof, numbers
+
+
+def _aligned(data: LabelledData, members: Sequence[ExternalMember]) -> LabelledData:
+    """``data`` with each member's margins in the order of ``data.labels``.
+
+    Raises
+    ------
+    fmagenre.ml.external.ExternalMemberError
+        When a member's genres are not the training genres.
+    """
+    frame = data.frame
+    for member in members:
+        order = label_order(member, data.labels)
+        if order is not None:
+            log.info("%s's margins reordered to the training genres' order", member.name)
+            given = F.col(member.column)
+            frame = frame.withColumn(
+                member.column, F.when(given.isNotNull(), F.array(*(given[i] for i in order)))
+            )
+    return replace(data, frame=frame)
+
+
+def _external_out_of_fold(
+    search_vectors: DataFrame,
+    oof: voting.OutOfFold,
+    numbers: np.ndarray,
+    members: Sequence[ExternalMember],
+    classes: int,
+) -> tuple[voting.OutOfFold, dict[str, int]]:
+    """``oof`` with each member's predictions on its held-out tracks among the search
+    sample's rows (NaN margins and vote -1 elsewhere: it abstains), and how many it scores."""
+    columns = [member.column for member in members]
+    rows = search_vectors.select(ROW_COL, "track_id", *columns).collect()
+    position = {number: i for i, number in enumerate(numbers.tolist())}
+    votes, margins, counts = dict(oof.votes), dict(oof.margins), {}
+    for m, member in enumerate(members):
+        margin = np.full((len(numbers), classes), np.nan)
+        for row in rows:
+            given = row[2 + m]
+            if given is not None and row[1] in member.held_out:
+                margin[position[row[0]]] = given
+        present = voting.scored(margin)
+        margins[member.name] = margin
+        votes[member.name] = np.where(present, np.argmax(np.nan_to_num(margin), axis=1), -1)
+        counts[member.name] = int(present.sum())
+    return replace(oof, votes=votes, margins=margins), counts
 
 
 def _choose_vote(
@@ -433,11 +500,19 @@ def _choose_vote(
         chosen = voting.soft_key(options.class_bias)
     else:
         chosen = options.vote
-    soft = settings["soft"]
+    _set_vote(ensemble, settings, chosen)
+    return chosen, settings, scores
+
+
+def _set_vote(
+    ensemble: VotingEnsembleModel, settings: Mapping[str, voting.VoteSettings], chosen: str
+) -> None:
+    """Log the soft vote's parameters; set the ``chosen`` scheme on ``ensemble``."""
+    soft, voters = settings["soft"], ensemble.voters()
     log.info(
         "soft vote: weights %s; temperatures %s",
-        ", ".join(f"{m} {w:.2f}" for m, w in zip(MODEL_NAMES, soft.weights, strict=True)),
-        ", ".join(f"{m} {t:.3g}" for m, t in zip(MODEL_NAMES, soft.temperatures, strict=True)),
+        ", ".join(f"{m} {w:.2f}" for m, w in zip(voters, soft.weights, strict=True)),
+        ", ".join(f"{m} {t:.3g}" for m, t in zip(voters, soft.temperatures, strict=True)),
     )
     vote = settings[chosen]
     ensemble.setVote(
@@ -447,7 +522,42 @@ def _choose_vote(
         temperatures=vote.temperatures,
         classBias=vote.bias,
     )
-    return chosen, settings, scores
+
+
+def _choose_external_vote(
+    ensemble: VotingEnsembleModel,
+    oof: voting.OutOfFold,
+    members: Sequence[ExternalMember],
+    options: TrainOptions,
+    *,
+    classes: int,
+    without: str,
+) -> tuple[str, dict[str, voting.VoteSettings], dict[str, float], dict]:
+    """Fit and score every scheme of the models and ``members`` on the out-of-fold rows they
+    all score; set the chosen one on ``ensemble``, with its external models.
+
+    ``auto`` picks as without members, unless nothing could be fitted (too few rows): then
+    the scheme chosen without them (``without``), with equal weights.
+    """
+    ensemble.setExternalModels([member.name for member in members])
+    settings, scores, about = voting.choose_with_external(
+        oof,
+        MODEL_NAMES,
+        ensemble.getExternalModels(),
+        classes,
+        priority=ensemble.vote_priority(),
+    )
+    if about["fallback"]:
+        log.warning("vote with external members: %s", about["fallback"])
+    if options.vote == "auto":
+        best = voting.best_scheme(scores, class_bias=options.class_bias)
+        chosen = without if about["fallback"] else best
+    elif options.vote == "soft":
+        chosen = voting.soft_key(options.class_bias)
+    else:
+        chosen = options.vote
+    _set_vote(ensemble, settings, chosen)
+    return chosen, settings, scores, about
 
 
 def _fit_ensemble(
@@ -491,16 +601,27 @@ def _evaluate(
     chosen: str,
     *,
     partitions: int,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
-    """The test confusion matrices of each model and of the ensemble, and of the ensemble
-    under each vote scheme, from one collect of the models' votes and margins; and the test
+    without: tuple[Mapping[str, voting.VoteSettings], str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, dict]:
+    """The test confusion matrices of each voter and of the ensemble, and of the ensemble
+    under each vote scheme, from one collect of the voters' votes and margins; and the test
     rows where the ensemble's vote differs from :func:`fmagenre.ml.voting.predict`'s for the
-    chosen scheme (0 unless a soft vote's near-tie rounds apart in Spark and NumPy)."""
-    names, classes = list(MODEL_NAMES), len(data.labels)
-    margins_cols = [f"margins_{name}" for name in names]
-    outputs = [prediction_col(name) for name in names] + margins_cols
+    chosen scheme (0 unless a soft vote's near-tie rounds apart in Spark and NumPy).
+
+    An external member's matrix counts the rows it scores. With ``without`` (the schemes and
+    the chosen one of the models alone), the fourth return holds the confusion matrices of
+    those schemes (``test``) and the test rows each external member abstained on
+    (``abstained``), and the first also the chosen one's, as ``ensemble_without_<names>``;
+    otherwise it is empty.
+    """
+    names, classes = ensemble.voters(), len(data.labels)
+    external = ensemble.getExternalModels()
+    outputs = [prediction_col(name) for name in names]
+    outputs += [margins_column(name) for name in names]
     # Spread over the cores: each partition starts the models' Python side (XGBoost).
-    test = data.split("test").select(LABEL_COL, *ensemble.getFeatureCols())
+    test = data.split("test").select(
+        LABEL_COL, *ensemble.getFeatureCols(), *map(margins_column, external)
+    )
     ensemble.set(ensemble.keepMargins, True)
     try:
         rows = (
@@ -512,23 +633,83 @@ def _evaluate(
         ensemble.clear(ensemble.keepMargins)
     labels = np.array([row[0] for row in rows], dtype=np.int64)
     m = len(names)
+    abstained = [np.nan] * classes
     column = {name: i for i, name in enumerate(names)}
-    votes = {n: np.array([row[1 + column[n]] for row in rows], dtype=np.int64) for n in names}
-    margins = {n: np.array([row[1 + m + column[n]] for row in rows], dtype=float) for n in names}
+    votes = {
+        n: np.array(
+            [-1 if row[1 + column[n]] is None else row[1 + column[n]] for row in rows],
+            dtype=np.int64,
+        )
+        for n in names
+    }
+    margins = {
+        n: np.array([row[1 + m + column[n]] or abstained for row in rows], dtype=float)
+        for n in names
+    }
     predicted = np.array([row[-1] for row in rows], dtype=np.int64)
-    confusions = {name: _confusion(labels, votes[name], classes) for name in names}
+    confusions = {}
+    for name in names:
+        present = votes[name] >= 0
+        if not present.any():
+            raise ExternalMemberError(
+                f"external member {name} scored none of the {len(rows)} test rows: give it"
+                " features it can score (the network: extract them with --patches)"
+            )
+        confusions[name] = _confusion(labels[present], votes[name][present], classes)
     confusions[ENSEMBLE] = _confusion(labels, predicted, classes)
+    priority = ensemble.vote_priority()
     by_scheme, differ = {}, 0
     for key, settings in schemes.items():
-        scheme = voting.predict(
-            settings, names, votes, margins, classes, priority=ensemble.getTieBreakOrder()
-        )
+        scheme = voting.predict(settings, names, votes, margins, classes, priority=priority)
         by_scheme[key] = _confusion(labels, scheme, classes)
         if key == chosen:
             differ = int((scheme != predicted).sum())
     if differ:
         log.warning("the ensemble's vote differs from NumPy's on %d test rows", differ)
-    return confusions, by_scheme, differ
+    alone = {}
+    if without is not None:
+        order = ensemble.getTieBreakOrder()
+        alone["test"] = {
+            key: _confusion(
+                labels,
+                voting.predict(settings, MODEL_NAMES, votes, margins, classes, priority=order),
+                classes,
+            )
+            for key, settings in without[0].items()
+        }
+        confusions[without_key(external)] = alone["test"][without[1]]
+        alone["abstained"] = {name: int((votes[name] < 0).sum()) for name in external}
+    return confusions, by_scheme, differ, alone
+
+
+def _summaries(confusions: Mapping[str, np.ndarray], labels: Sequence[str]) -> dict:
+    return {
+        key: {**classification_summary(confusion, labels), "confusion": confusion.tolist()}
+        for key, confusion in confusions.items()
+    }
+
+
+def _vote_dict(
+    settings: voting.VoteSettings,
+    *,
+    chosen: str,
+    voters: Sequence[str],
+    labels: Sequence[str],
+    cv_scores: Mapping[str, float],
+    test: Mapping[str, np.ndarray],
+) -> dict:
+    """The ``vote`` part of the metrics: the chosen scheme, its parameters by voter and genre,
+    every scheme's cross-validated kappa and test scores."""
+    return {
+        "scheme": chosen,
+        "weights": dict(zip(voters, settings.weights or (1.0,) * len(voters), strict=True)),
+        "temperatures": dict(zip(voters, settings.temperatures, strict=True))
+        if settings.temperatures
+        else {},
+        "class_bias": dict(zip(labels, settings.bias, strict=True)) if settings.bias else {},
+        "cv_kappa": cv_scores,
+        "test": _summaries(test, labels),
+    }
 
 
 def _metrics(
@@ -544,6 +725,7 @@ def _metrics(
     ensemble: VotingEnsembleModel,
     confusions: Mapping[str, np.ndarray],
     vote: dict,
+    external: dict,
     timings: _Timings,
 ) -> dict:
     """What :func:`run` returns and writes to ``metrics.json``."""
@@ -592,12 +774,13 @@ def _metrics(
         },
         "tie_break_order": ensemble.getTieBreakOrder(),
         "vote": vote,
+        **({"external": external} if external else {}),
         "test": {
             model: {
-                **classification_summary(confusion, data.labels),
-                "confusion": confusion.tolist(),
+                **summary,
+                **({"abstained": external[model]["test_abstained"]} if model in external else {}),
             }
-            for model, confusion in confusions.items()
+            for model, summary in _summaries(confusions, data.labels).items()
         },
         # The same dict: the last stages and the total go in before the report is written.
         "timings": timings,
@@ -611,6 +794,7 @@ def run(
     labels: str,
     output: str,
     options: TrainOptions | None = None,
+    external: Sequence[ExternalMember] = (),
 ) -> dict:
     """Train, evaluate and save the voting ensemble; return the metrics.
 
@@ -625,6 +809,10 @@ def run(
         Directory to create: the model in ``OUTPUT/model``, the metrics and report beside.
     options : TrainOptions or None
         None for the defaults.
+    external : sequence of ExternalMember
+        Members trained elsewhere that vote too (see the module); their margins are added
+        to the feature rows by their ``add_margins``, their files saved by their ``save`` in
+        ``OUTPUT/members/<name>``.
 
     Returns
     -------
@@ -633,18 +821,31 @@ def run(
         set, each search's candidates (parameters, fold kappas, mean, seconds), the tie-break
         order, the vote (``vote``: the chosen scheme, its weights, temperatures and class
         biases, each scheme's cross-validated kappa and test scores), each model's and the
-        ensemble's test scores and confusion matrix, seconds per stage.
+        ensemble's test scores and confusion matrix, seconds per stage. With external
+        members: ``test`` also holds each member's scores (on the test rows it scores;
+        ``abstained``: the others) and ``ensemble_without_<names>``, the vote of the models
+        alone; ``vote`` describes the vote of every voter, with ``rows`` (the out-of-fold
+        rows it was fitted on), ``folds``, ``member_cv_kappa``, ``fallback`` (None, or why
+        its weights are equal) and ``without`` (the vote of the models alone, as ``vote`` is
+        without members); ``external`` holds, by member, its ``source``, ``held_out_tracks``,
+        ``vote_rows`` (its held-out out-of-fold rows it scores), ``test_abstained`` and
+        ``saved`` (its directory).
 
     Raises
     ------
     fmagenre.tables.inputs.InputTableError
         On inputs that cannot make training data (checked before any training).
+    fmagenre.ml.external.ExternalMemberError
+        On an external member with an invalid name or other genres than the training data
+        (checked before any training), or one that scores no test row (after saving).
     FileExistsError
         When ``output`` exists and ``options.overwrite`` is false.
     fmagenre.ml.classifiers.BarrierModeError
         When the session uses dynamic allocation, which XGBoost cannot train under.
     """
     options = options or TrainOptions()
+    external = list(external)
+    check_names(external, MODEL_NAMES)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     check_barrier_mode(spark)
@@ -662,14 +863,20 @@ def run(
         svc=options.svc,
     )
     with timings.stage("prepare data"):
+        rows = read_feature_rows(spark, features)
+        for member in external:
+            rows = member.add_margins(rows)
+        margins = [member.column for member in external]
         data = labelled_data(
-            read_feature_rows(spark, features),
+            rows,
             read_labels(spark, labels),
             columns=columns,
             class_weights=options.class_weights,
             folds=options.folds,
             windows=options.windows,
+            keep=margins,
         )
+        data = _aligned(data, external)
         # The features are imputed and assembled with training means fitted once, for the
         # search and the fits: only the scaler and the classifier are fitted per fold.
         vectorizer = _fit_preprocessing(
@@ -684,6 +891,7 @@ def run(
             options,
             weight=[WEIGHT_COL] if settings.weighted else [],
             partitions=parallelism,
+            keep=["track_id", *margins] if external else [],
         )
         n_search = search_vectors.count()
     log.info(
@@ -695,8 +903,12 @@ def run(
         len(columns),
     )
     searches, evaluators = _search_models(search_vectors, settings, options, timings)
+    oof, numbers = _out_of_fold(searches, evaluators, options.folds)
+    if external:
+        oof, vote_rows = _external_out_of_fold(
+            search_vectors, oof, numbers, external, len(data.labels)
+        )
     search_vectors.unpersist()
-    oof = _out_of_fold(searches, evaluators, options.folds)
     ensemble = _fit_ensemble(
         data, vectorizer, searches, settings, columns=columns, partitions=parallelism
     )
@@ -711,32 +923,67 @@ def run(
         chosen,
         ", ".join(f"{key} {score:.4f}" for key, score in cv_scores.items()),
     )
+    # The vote of the models alone: (chosen scheme, every scheme, their CV kappas).
+    alone = (chosen, schemes, cv_scores)
+    if external:
+        with timings.stage("choose vote with external members"):
+            chosen, schemes, cv_scores, about = _choose_external_vote(
+                ensemble, oof, external, options, classes=len(data.labels), without=chosen
+            )
+        log.info(
+            "vote with %s on %d out-of-fold rows: %s; cross-validated kappa: %s",
+            ", ".join(ensemble.getExternalModels()),
+            about["rows"],
+            chosen,
+            ", ".join(f"{key} {score:.4f}" for key, score in cv_scores.items()),
+        )
     with timings.stage("save model"):
         ensemble.save(f"{output.rstrip('/')}/{MODEL_DIR}")
+        saved = {}
+        for member in external:
+            saved[member.name] = f"{output.rstrip('/')}/{MEMBERS_DIR}/{member.name}"
+            member.save(saved[member.name])
     with timings.stage("evaluate"):
-        confusions, by_scheme, differ = _evaluate(
-            ensemble, data, schemes, chosen, partitions=parallelism
+        confusions, by_scheme, differ, without = _evaluate(
+            ensemble,
+            data,
+            schemes,
+            chosen,
+            partitions=parallelism,
+            without=(alone[1], alone[0]) if external else None,
         )
-    chosen_settings = schemes[chosen]
     vote = {
-        "scheme": chosen,
-        "weights": dict(zip(MODEL_NAMES, ensemble.getModelWeights(), strict=True)),
-        "temperatures": dict(zip(MODEL_NAMES, chosen_settings.temperatures, strict=True))
-        if chosen_settings.temperatures
-        else {},
-        "class_bias": dict(zip(data.labels, chosen_settings.bias, strict=True))
-        if chosen_settings.bias
-        else {},
-        "cv_kappa": cv_scores,
-        "test": {
-            key: {
-                **classification_summary(confusion, data.labels),
-                "confusion": confusion.tolist(),
-            }
-            for key, confusion in by_scheme.items()
-        },
+        **_vote_dict(
+            schemes[chosen],
+            chosen=chosen,
+            voters=ensemble.voters(),
+            labels=data.labels,
+            cv_scores=cv_scores,
+            test=by_scheme,
+        ),
         "test_rows_unlike_numpy": differ,
     }
+    members = {}
+    if external:
+        vote.update(about)
+        vote["without"] = _vote_dict(
+            alone[1][alone[0]],
+            chosen=alone[0],
+            voters=MODEL_NAMES,
+            labels=data.labels,
+            cv_scores=alone[2],
+            test=without["test"],
+        )
+        members = {
+            member.name: {
+                "source": member.source,
+                "held_out_tracks": len(member.held_out),
+                "vote_rows": vote_rows[member.name],
+                "test_abstained": without["abstained"][member.name],
+                "saved": saved[member.name],
+            }
+            for member in external
+        }
     metrics = _metrics(
         inputs={"features": features, "labels": labels},
         output=output,
@@ -749,6 +996,7 @@ def run(
         ensemble=ensemble,
         confusions=confusions,
         vote=vote,
+        external=members,
         timings=timings,
     )
     with timings.stage("write confusion matrices"):

@@ -43,7 +43,7 @@ CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 @dataclass(frozen=True)
 class LabelledData:
     """Labelled feature rows (lazy): ``track_id``, ``genre``, ``label``, ``split``, the
-    ``weight`` with class weights, then the feature columns."""
+    ``weight`` with class weights, then the feature columns and the other kept columns."""
 
     frame: DataFrame
     #: Genre of each class index.
@@ -85,6 +85,7 @@ def labelled_data(
     class_weights: str | bool,
     folds: int,
     windows: bool = False,
+    keep: Sequence[str] = (),
 ) -> LabelledData:
     """Join the ``ok`` feature rows to their labels; index the genres; weigh them.
 
@@ -109,6 +110,9 @@ def labelled_data(
         Cross-validation folds: a genre with fewer training rows gets a warning.
     windows : bool
         The rows are windows: several per track.
+    keep : sequence of str
+        Other columns of ``features`` to carry, after the feature columns (e.g. an external
+        member's margins: not features).
 
     Raises
     ------
@@ -123,7 +127,7 @@ def labelled_data(
     if class_weights not in CLASS_WEIGHTS:
         raise ValueError(f"class weights must be {', '.join(CLASS_WEIGHTS)}, got {class_weights!r}")
     weighted = class_weights != "none"
-    missing = [column for column in ("track_id", *columns) if column not in features.columns]
+    missing = [column for column in ("track_id", *columns, *keep) if column not in features.columns]
     if missing:
         raise InputTableError(
             f"features: {len(missing)} column(s) missing: {shown_names(missing)}; choose the"
@@ -139,7 +143,7 @@ def labelled_data(
         ok = ok.where(F.col("window").isNotNull())
     keyed = labels.select("track_id", F.col("genre_top").alias("genre"), "split")
     # The label table is small: broadcast it, so that the wide feature rows never shuffle.
-    joined = ok.select("track_id", *columns).join(F.broadcast(keyed), "track_id")
+    joined = ok.select("track_id", *columns, *keep).join(F.broadcast(keyed), "track_id")
     # Spark prunes the feature columns from these two: they read track ids and labels only.
     tracks: dict[str, dict[str, int]] | None = None
     if windows:
@@ -165,9 +169,9 @@ def labelled_data(
     if weighted:
         weights = class_weight_values(train, class_weights)
         frame = frame.withColumn(WEIGHT_COL, label_lookup("genre", weights))
-    keep = ["track_id", "genre", LABEL_COL, "split"] + ([WEIGHT_COL] if weighted else [])
+    kept = ["track_id", "genre", LABEL_COL, "split"] + ([WEIGHT_COL] if weighted else [])
     return LabelledData(
-        frame=frame.select(*keep, *columns), labels=classes, counts=counts, tracks=tracks
+        frame=frame.select(*kept, *columns, *keep), labels=classes, counts=counts, tracks=tracks
     )
 
 

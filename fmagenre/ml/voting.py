@@ -23,6 +23,14 @@ margins on the search folds (:class:`OutOfFold`), and here, in NumPy:
 Each scheme's cross-validated kappa is the mean of its fold kappas, as the search scores its
 candidates; temperatures and biases are fitted on the other folds' rows (cross-fitting), so
 that a scheme with fitted parameters is not scored on the rows it was fitted on.
+
+External members (:mod:`fmagenre.ml.external`) have predictions on some rows only: a row a
+member does not score has NaN margins and the vote -1, an abstention (:func:`hard_vote`
+counts the others' votes, the soft vote pools the members present, their weights
+renormalised). :func:`choose_with_external` fits and scores the schemes of the models and the
+members on the rows that every one of them scores; with fewer than
+:data:`MIN_EXTERNAL_ROWS` such rows, or rows in fewer than two folds, it fits nothing and
+gives every voter the same weight.
 :class:`fmagenre.ml.ensemble.VotingEnsembleModel` computes the same votes in Spark.
 """
 
@@ -48,6 +56,9 @@ WEIGHT_STEP = 0.05
 #: Bias values tried for a class in each sweep, around its current one (log-score units).
 _BIAS_STEPS = np.linspace(-3.0, 3.0, 49)
 _BIAS_SWEEPS = 3
+#: Out-of-fold rows scored by every voter below which the vote with external members gets
+#: equal weights instead of fitted ones.
+MIN_EXTERNAL_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -58,10 +69,20 @@ class OutOfFold:
     labels: np.ndarray
     #: Fold of each row.
     folds: np.ndarray
-    #: Class-index vote of each model, by model name.
+    #: Class-index vote of each model, by model name (-1: the model abstains).
     votes: Mapping[str, np.ndarray]
-    #: Class margins of each model, shape (rows, classes), by model name.
+    #: Class margins of each model, shape (rows, classes), by model name (NaN rows: it
+    #: abstains).
     margins: Mapping[str, np.ndarray]
+
+    def subset(self, rows: np.ndarray) -> OutOfFold:
+        """The same predictions on ``rows`` (indices or a mask)."""
+        return OutOfFold(
+            labels=self.labels[rows],
+            folds=self.folds[rows],
+            votes={name: vote[rows] for name, vote in self.votes.items()},
+            margins={name: margin[rows] for name, margin in self.margins.items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,11 @@ class VoteSettings:
     temperatures: tuple[float, ...] = ()
     #: Added to each class's log mean probability (soft vote); empty for none.
     bias: tuple[float, ...] = ()
+
+
+def scored(margins: np.ndarray) -> np.ndarray:
+    """The rows whose ``margins`` are all numbers: those the model does not abstain on."""
+    return ~np.isnan(margins).any(axis=1)
 
 
 def kappa(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
@@ -144,19 +170,23 @@ def hard_vote(
     priority: Sequence[int] | None = None,
 ) -> np.ndarray:
     """The (weighted) majority class of each row; ties to the vote of the model that comes
-    first in ``priority`` (model positions) among those that voted a tied class."""
+    first in ``priority`` (model positions) among those that voted a tied class. A vote of
+    -1 is an abstention; a row without votes gets -1."""
     weights = np.ones(len(votes)) if weights is None else np.asarray(weights, dtype=float)
     priority = list(range(len(votes))) if priority is None else list(priority)
     stacked = np.stack([np.asarray(v, dtype=np.int64) for v in votes])
     totals = np.zeros((stacked.shape[1], classes))
     rows = np.arange(stacked.shape[1])
     for vote, weight in zip(stacked, weights, strict=True):
-        totals[rows, vote] += weight
+        cast = vote >= 0
+        totals[rows[cast], vote[cast]] += weight
     best = totals.max(axis=1)
     winner = np.full(stacked.shape[1], -1)
     for model in reversed(priority):  # the highest priority is written last
-        tied = np.isclose(totals[rows, stacked[model]], best, rtol=0, atol=1e-12)
-        winner = np.where(tied, stacked[model], winner)
+        vote = stacked[model]
+        count = totals[rows, np.maximum(vote, 0)]
+        tied = (vote >= 0) & np.isclose(count, best, rtol=0, atol=1e-12)
+        winner = np.where(tied, vote, winner)
     return winner
 
 
@@ -170,10 +200,20 @@ def soft_scores(
 
 
 def _log_pool(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """``log`` of the weighted mean of the models' class ``probabilities``."""
-    total = sum(weight * p for p, weight in zip(probabilities, weights, strict=True))
-    with np.errstate(divide="ignore"):
-        return np.log(total / sum(weights))
+    """``log`` of the weighted mean of the models' class ``probabilities``; on a row where
+    some abstain (NaN), of the others', their weights renormalised (1 each when all are 0)."""
+    present = np.stack([scored(p) for p in probabilities])
+    if present.all():
+        total = sum(weight * p for p, weight in zip(probabilities, weights, strict=True))
+        with np.errstate(divide="ignore"):
+            return np.log(total / sum(weights))
+    shares = present * np.asarray(weights, dtype=float)[:, None]
+    shares = np.where(shares.sum(axis=0) > 0, shares, present.astype(float))
+    total = sum(
+        share[:, None] * np.nan_to_num(p) for p, share in zip(probabilities, shares, strict=True)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(total / shares.sum(axis=0)[:, None])
 
 
 def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
@@ -309,6 +349,89 @@ def choose(
             fold_scores[key].append(kappa(oof.labels[held], predicted, classes))
     scores = {key: float(np.mean(values)) for key, values in fold_scores.items()}
     return settings, scores
+
+
+def member_kappas(oof: OutOfFold, names: Sequence[str], classes: int) -> tuple[float, ...]:
+    """Each model's mean fold kappa on ``oof`` (whose rows it all scores)."""
+    folds = np.unique(oof.folds)
+    return tuple(
+        float(
+            np.mean(
+                [
+                    kappa(oof.labels[oof.folds == f], oof.votes[n][oof.folds == f], classes)
+                    for f in folds
+                ]
+            )
+        )
+        for n in names
+    )
+
+
+def choose_with_external(
+    oof: OutOfFold,
+    names: Sequence[str],
+    external: Sequence[str],
+    classes: int,
+    *,
+    priority: Sequence[str],
+    min_rows: int = MIN_EXTERNAL_ROWS,
+) -> tuple[dict[str, VoteSettings], dict[str, float], dict]:
+    """Every scheme of the models ``names`` and the external members ``external``, fitted and
+    scored (:func:`choose`) on the rows of ``oof`` that every one of them scores.
+
+    Parameters
+    ----------
+    oof : OutOfFold
+        Predictions of every voter; an external member's NaN margins (vote -1) on a row mark
+        a row it cannot score, or one it must not be tuned on (it was trained on it).
+    names, external : sequence of str
+        The models, then the external members: the voters' order of the settings.
+    classes : int
+    priority : sequence of str
+        Every voter, by tie-break priority.
+    min_rows : int
+        Rows below which nothing is fitted: then every scheme gives each voter weight 1
+        (temperatures fitted on each voter's own rows, no class bias) and its score is NaN.
+
+    Returns
+    -------
+    settings : dict of str to VoteSettings
+        By scheme, as :func:`choose`.
+    scores : dict of str to float
+        The cross-validated kappa of each (NaN when nothing was fitted).
+    about : dict
+        ``rows`` (the rows every voter scores), ``folds`` (those they fall in),
+        ``member_cv_kappa`` (each voter's mean fold kappa on them; NaN when nothing was
+        fitted) and ``fallback``: None, or why the weights are equal.
+    """
+    voters = [*names, *external]
+    usable = np.logical_and.reduce([scored(oof.margins[name]) for name in voters])
+    subset = oof.subset(usable)
+    folds = np.unique(subset.folds)
+    about = {"rows": int(usable.sum()), "folds": len(folds), "fallback": None}
+    if about["rows"] >= min_rows and len(folds) >= 2:
+        cv = member_kappas(subset, voters, classes)
+        about["member_cv_kappa"] = dict(zip(voters, cv, strict=True))
+        settings, scores = choose(subset, voters, classes, cv_kappas=cv, priority=priority)
+        return settings, scores, about
+    about["fallback"] = (
+        f"{about['rows']} out-of-fold rows scored by every voter, in {len(folds)} fold(s):"
+        f" fewer than {min_rows} rows or 2 folds, so every voter weighs 1"
+    )
+    about["member_cv_kappa"] = dict.fromkeys(voters, math.nan)
+    temperatures = []
+    for name in voters:
+        rows = scored(oof.margins[name])
+        margins, labels = oof.margins[name][rows], oof.labels[rows]
+        temperatures.append(fit_temperature(margins, labels) if rows.any() else 1.0)
+    equal = (1.0,) * len(voters)
+    soft = VoteSettings("soft", equal, tuple(temperatures))
+    settings = {
+        "hard": VoteSettings("hard"),
+        "kappa": VoteSettings("kappa", equal),
+        **dict.fromkeys(SOFT_VARIANTS, soft),
+    }
+    return settings, dict.fromkeys(settings, math.nan), about
 
 
 def soft_key(class_bias: str) -> str:
