@@ -28,8 +28,9 @@ def make_parser() -> argparse.ArgumentParser:
         " jobs/train.py or the network saved by jobs/train_cnn.py (the kind is read from the"
         " directory; a network, or an ensemble with the network as a voter, needs the dl"
         " extra, and audio is also cut into log-mel patches). Writes Parquet: track_id, path,"
-        " status, error, genre, prediction (class index) and each model's vote; files that"
-        " cannot be decoded keep their error and get a null genre.",
+        " status, error, genre, prediction (class index), each model's vote and its scores"
+        " (genre -> probability; null for the SVC); files that cannot be decoded keep their"
+        " error and get a null genre.",
     )
     parser.add_argument(
         "--model",

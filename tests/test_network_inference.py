@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 from contextlib import redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -209,3 +210,96 @@ def test_without_torch_predict_imports_and_a_network_says_what_to_install(networ
         'predict: the spectrogram network needs PyTorch: pip install "fmagenre[dl]"'
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def voter(spark, tmp_path_factory, training_tables):
+    """A feature table of 160 generated tracks whose rows also hold patches of their genre, a
+    network trained on it (a third of its training tracks held out for validation), and the
+    ensemble trained with the network as its fourth voter (jobs/train.py --with-network)."""
+    from fmagenre.audio.feature_sets import family_columns
+    from fmagenre.audio.patches import PatchSettings, patches_to_bytes
+    from fmagenre.synthetic.feature_tables import write_synthetic_tables
+    from fmagenre.synthetic.patch_tables import genre_patches
+
+    root = tmp_path_factory.mktemp("voter")
+    features, labels = write_synthetic_tables(
+        root,
+        rows=160,
+        genre_shares=dict.fromkeys(GENRES, 0.25),
+        columns=family_columns(["zcr", "rmse"]),
+        separation=0.4,
+        test_fraction=0.25,
+        seed=4,
+    )
+    genre_of = {r["track_id"]: r["genre_top"] for r in pq.read_table(labels).to_pylist()}
+    rng = np.random.default_rng(4)
+    for part in sorted(p for p in (root / "features").glob("*.parquet")):
+        table = pq.read_table(part)
+        blobs = [
+            patches_to_bytes(genre_patches(GENRES.index(genre_of[t]), 4, rng, PatchSettings()))
+            for t in table["track_id"].to_pylist()
+        ]
+        pq.write_table(table.append_column("patches", pa.array(blobs, pa.binary())), part)
+    network_dir = root / "network"
+    options = NetworkOptions(
+        epochs=3, num_processes=1, batch_size=16, validation_fraction=0.34, patience=3
+    )
+    run(spark, patches=features, labels=labels, output=str(network_dir), options=options)
+    model_dir = root / "model"
+    argv = ["--features", features, "--labels", labels, "--output", str(model_dir)]
+    argv += ["--families", "zcr,rmse", "--search-space", training_tables.space]
+    argv += ["--candidates", "2", "--folds", "2", "--with-network", str(network_dir)]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        code = load_job("train").main(argv, spark=spark)
+    assert code == 0, printed.getvalue()
+    return {
+        "features": features,
+        "network": str(network_dir),
+        "model": str(model_dir),
+        "printed": printed.getvalue(),
+        "metrics": json.loads((model_dir / "metrics.json").read_text()),
+    }
+
+
+@pytest.mark.slow
+def test_the_ensemble_with_the_network_reports_every_member(voter):
+    metrics = voter["metrics"]
+    assert set(metrics["test"]) == {
+        "lr",
+        "svc",
+        "xgb",
+        "network",
+        "ensemble",
+        "ensemble_without_network",
+    }
+    assert metrics["external"]["network"]["vote_rows"] >= 30  # the vote is fitted, not equal
+    assert not metrics["vote"]["fallback"]
+    assert len(metrics["vote"]["weights"]) == 4
+    assert "ensemble_without_network" in voter["printed"]
+    info = Path(voter["model"]) / "members" / "network" / "network" / "network.json"
+    assert json.loads(info.read_text())["genres"] == GENRES
+
+
+@pytest.mark.slow
+def test_the_ensemble_with_the_network_predicts_with_its_copy(spark, voter, tmp_path):
+    """predict.py on the ensemble's directory: four voters; the network's vote is the network's
+    own prediction, from the copy saved with the ensemble."""
+    assert load_predictor(spark, voter["model"]).model_names == ["lr", "svc", "xgb", "network"]
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    for model, output in ((voter["model"], both), (voter["network"], alone)):
+        argv = ["--model", model, "--input", voter["features"], "--output", str(output)]
+        code, printed = _predict(spark, argv)
+        assert code == 0, printed
+    network = {r["track_id"]: r for r in pq.read_table(alone).to_pylist()}
+    rows = pq.read_table(both).to_pylist()
+    assert len(rows) == len(network) == 160
+    for row in rows:
+        assert row["vote_network"] == network[row["track_id"]]["genre"]
+        assert dict(row["scores_network"]) == pytest.approx(
+            dict(network[row["track_id"]]["scores_network"]), rel=1e-5
+        )
+        assert row["genre"] in GENRES and row["vote_lr"] in GENRES
+    accuracy = voter["metrics"]["test"]["ensemble"]["accuracy"]
+    assert accuracy > 0.5  # 4 genres: chance is 0.25

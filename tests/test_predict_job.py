@@ -15,7 +15,7 @@ from fmagenre.ml.classifiers import MODEL_NAMES
 from fmagenre.platform.config import ExtractConfig
 
 OUTPUT_COLUMNS = ["track_id", "path", "status", "error", "genre", "prediction"] + [
-    f"vote_{name}" for name in MODEL_NAMES
+    f"{kind}_{name}" for kind in ("vote", "scores") for name in MODEL_NAMES
 ]
 BAD = ("empty", "truncated", "not_audio", "silent")  # the sample's files that fail
 
@@ -49,6 +49,12 @@ def test_predicts_feature_parquet(spark, job, training_tables, model_dir, tmp_pa
     assert table["genre"].notna().all() and set(table["genre"]) <= set(genres)
     for name in MODEL_NAMES:
         assert set(table[f"vote_{name}"]) <= set(genres)
+    # Each model's genre -> probability, but the SVC's: it gives margins only.
+    assert table["scores_svc"].isna().all()
+    for name in ("lr", "xgb"):
+        for scores in table[f"scores_{name}"]:
+            assert {genre for genre, _ in scores} == set(genres)
+            assert sum(p for _, p in scores) == pytest.approx(1.0, abs=1e-6)
     truth = pq.read_table(training_tables.labels).to_pandas().set_index("track_id")["genre_top"]
     # Separable data (genre means 6 noise deviations apart), 80% of it seen: nearly all right.
     accuracy = (table.set_index("track_id")["genre"] == truth).mean()

@@ -184,7 +184,8 @@ def run(
         Replace an existing output.
     scorer : Scorer or None
         What ``model_dir`` holds, loaded by the caller (a network, or an ensemble with the
-        network as a voter); None loads the ensemble of ``model_dir``.
+        network as a voter), whose rows then hold every voter's ``scores_<name>``; None loads
+        the ensemble of ``model_dir``.
 
     Returns
     -------
@@ -210,7 +211,7 @@ def run(
         model = load_model(spark, model_dir)
         score, patches = partial(predictions, model), None
     else:
-        score, patches = scorer.predictions, scorer.patch_settings
+        score, patches = partial(scorer.predictions, scores=True), scorer.patch_settings
     require_path(spark, "--input", input)
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
