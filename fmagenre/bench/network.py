@@ -183,6 +183,7 @@ def _scores(metrics: dict, key: str) -> tuple[float, float, float]:
 
 
 def bench_accuracy(args: argparse.Namespace, root: Path) -> None:
+    from fmagenre.bench import generated_corpus
     from fmagenre.extraction.driver import run_extraction
     from fmagenre.labels.imputation import build_label_table
     from fmagenre.ml.training import read_options
@@ -191,30 +192,9 @@ def bench_accuracy(args: argparse.Namespace, root: Path) -> None:
     from fmagenre.network.training import NetworkOptions
     from fmagenre.network.training import run as train_network
     from fmagenre.platform.config import ExtractConfig
-    from fmagenre.platform.session import build_session
-    from fmagenre.synthetic.sample import generate_sample
     from fmagenre.tables.label_table import read_metadata, write_label_table
 
-    started = time.perf_counter()
-    sample = generate_sample(
-        root / "corpus",
-        tracks_per_genre=args.tracks_per_genre,
-        min_duration=args.min_duration,
-        max_duration=args.max_duration,
-        seed=args.seed,
-    )
-    print(
-        f"\naccuracy: {len(sample.tracks)} generated tracks of {args.min_duration:g}-"
-        f"{args.max_duration:g} s (+{len(sample.bad_files)} bad files) in"
-        f" {time.perf_counter() - started:.0f} s; {args.master}",
-        flush=True,
-    )
-    spark = build_session(
-        "fmagenre-bench-network",
-        master=args.master,
-        conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"},
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    sample, spark = generated_corpus(root / "corpus", args, app="fmagenre-bench-network")
     out = root / "out"
     timings = {}
     started = time.perf_counter()

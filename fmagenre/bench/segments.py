@@ -78,36 +78,16 @@ def bench_speed(args: argparse.Namespace) -> None:
 
 
 def bench_accuracy(args: argparse.Namespace) -> None:
+    from fmagenre.bench import generated_corpus
     from fmagenre.extraction.driver import run_extraction
     from fmagenre.labels.imputation import build_label_table
     from fmagenre.ml.training import read_options, run
     from fmagenre.platform.config import ExtractConfig
-    from fmagenre.platform.session import build_session
-    from fmagenre.synthetic.sample import generate_sample
     from fmagenre.tables.label_table import read_metadata, write_label_table
     from fmagenre.timeline import segments
 
     with tempfile.TemporaryDirectory(prefix="bench-segments-") as tmp:
-        started = time.perf_counter()
-        sample = generate_sample(
-            Path(tmp) / "corpus",
-            tracks_per_genre=args.tracks_per_genre,
-            min_duration=args.min_duration,
-            max_duration=args.max_duration,
-            seed=args.seed,
-        )
-        print(
-            f"\naccuracy: {len(sample.tracks)} generated tracks of {args.min_duration:g}-"
-            f"{args.max_duration:g} s (+{len(sample.bad_files)} bad files) in"
-            f" {time.perf_counter() - started:.0f} s; {args.master}",
-            flush=True,
-        )
-        spark = build_session(
-            "fmagenre-bench-segments",
-            master=args.master,
-            conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"},
-        )
-        spark.sparkContext.setLogLevel("ERROR")
+        sample, spark = generated_corpus(Path(tmp) / "corpus", args, app="fmagenre-bench-segments")
         config = ExtractConfig()
         audio = str(sample.audio_dir)
         out = f"{tmp}/out"
