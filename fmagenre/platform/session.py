@@ -22,10 +22,13 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from fmagenre.errors import InputError
 
@@ -83,15 +86,122 @@ def ensure_java() -> str:
     return home
 
 
-def launcher_settings() -> set[str]:
-    """Names of the Spark settings ``spark-submit`` gave this driver; empty outside it."""
+def launcher_conf() -> dict[str, str]:
+    """The Spark settings ``spark-submit`` gave this driver; empty outside it."""
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        return set()
+        return {}
     from pyspark import SparkConf, SparkContext
 
     SparkContext._ensure_initialized()  # connects to spark-submit's JVM
     # A SparkConf made now loads the JVM's spark.* properties: whatever the launcher resolved.
-    return {key for key, _ in SparkConf().getAll()}
+    return dict(SparkConf().getAll())
+
+
+class SessionPlan(NamedTuple):
+    """What :func:`build_session` will start: the settings it gives the builder, all the
+    settings the driver will see (``spark-submit``'s too), and the master among them."""
+
+    settings: dict[str, str]
+    effective: dict[str, str]
+    master: str
+
+
+def plan_session(
+    *,
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> SessionPlan:
+    """The settings of :func:`build_session`, before it starts anything.
+
+    ``conf`` applies where ``spark-submit`` did not set the key (:func:`launcher_conf`),
+    ``overrides`` always. The master: ``spark.master`` among those settings, else ``master``,
+    else ``spark-submit``'s, else ``local[*]``.
+    """
+    launched = launcher_conf()
+    settings = {key: str(value) for key, value in (conf or {}).items() if key not in launched}
+    settings.update({key: str(value) for key, value in (overrides or {}).items()})
+    if "spark.master" not in settings and (master or not launched):
+        settings["spark.master"] = master or "local[*]"
+    effective = {**launched, **settings}
+    return SessionPlan(settings, effective, effective.get("spark.master", "local[*]"))
+
+
+def is_local_master(master: str) -> bool:
+    """Whether the executors of ``master`` run on the driver's machine (``local...``)."""
+    return master.startswith("local")
+
+
+def master_addresses(master: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs of a ``spark://`` master URL (several with standby masters);
+    empty for any other master.
+
+    Raises
+    ------
+    InputError
+        When a ``spark://`` URL has no valid HOST:PORT.
+    """
+    if not master.startswith("spark://"):
+        return []
+    addresses = []
+    for part in master.removeprefix("spark://").split(","):
+        host, _, port = part.rstrip("/").rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InputError(f"master {master}: expected spark://HOST:PORT[,HOST:PORT...]")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+class MasterUnreachableError(InputError, ConnectionError):
+    """A ``spark://`` master that does not accept connections."""
+
+
+def check_master(master: str, *, timeout_s: float = 5.0) -> None:
+    """Connect to a ``spark://`` master's port(s) before Spark does, which would otherwise wait
+    for minutes; other masters pass unchecked.
+
+    Raises
+    ------
+    MasterUnreachableError
+        When no address of the master accepts a TCP connection within ``timeout_s``.
+    """
+    reasons = []
+    for address in master_addresses(master):
+        try:
+            with socket.create_connection(address, timeout=timeout_s):
+                return
+        except OSError as error:
+            reasons.append(error.strerror or str(error) or type(error).__name__)
+    if reasons:
+        raise MasterUnreachableError(
+            f"the Spark master at {master} does not answer ({'; '.join(reasons)}): start it"
+            " (python -m fmagenre.platform.cluster start --dir DIR prints its URL) or check"
+            " --master"
+        )
+
+
+def prepare_event_log(settings: Mapping[str, str]) -> None:
+    """Create the local folder of Spark's event logs when they are on: Spark refuses to start
+    without it (``spark.eventLog.dir``, default ``/tmp/spark-events``; other file systems are
+    left to Spark).
+
+    Raises
+    ------
+    InputError
+        When the folder cannot be created.
+    """
+    if settings.get("spark.eventLog.enabled", "false").strip().lower() != "true":
+        return
+    directory = settings.get("spark.eventLog.dir", "/tmp/spark-events")
+    parsed = urllib.parse.urlparse(directory)
+    if parsed.scheme not in ("", "file"):
+        return
+    try:
+        os.makedirs(parsed.path if parsed.scheme else directory, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"spark.eventLog.dir {directory}: cannot create it ({error.strerror}): set another"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -128,10 +238,21 @@ def build_session(
         or ``local[*]`` when run as a plain Python script.
     conf : mapping of str to str
         Settings of a configuration file (its ``[spark]`` section): applied where
-        ``spark-submit`` did not set the key (:func:`launcher_settings`).
+        ``spark-submit`` did not set the key (:func:`launcher_conf`).
     overrides : mapping of str to str
         Settings that win over ``spark-submit``'s (a job's ``--conf`` options).
+
+    Raises
+    ------
+    MasterUnreachableError
+        When a ``spark://`` master does not answer (:func:`check_master`): Spark itself would
+        retry for a minute or more, then leave a session without executors.
+    InputError
+        When the folder of the event logs cannot be created (:func:`prepare_event_log`).
     """
+    plan = plan_session(master=master, conf=conf, overrides=overrides)
+    check_master(plan.master)
+    prepare_event_log(plan.effective)
     ensure_java()
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         # Workers run this interpreter (and its packages), not whatever python3 is on PATH.
@@ -139,14 +260,8 @@ def build_session(
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
-        master = "local[*]"  # a plain `python jobs/...`; spark-submit sets the gateway port
-    if master is not None:
-        builder = builder.master(master)
-    launched = launcher_settings()
-    settings = {key: value for key, value in (conf or {}).items() if key not in launched}
-    for key, value in {**settings, **(overrides or {})}.items():
-        builder = builder.config(key, str(value))
+    for key, value in plan.settings.items():
+        builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
