@@ -25,6 +25,7 @@ from fmagenre.audio.feature_sets import THESIS_COMBINATIONS, THESIS_PCA_COMPONEN
 from fmagenre.platform.config import Config
 from fmagenre.platform.jobs import (
     comma_list,
+    hadoop_path,
     job_parser,
     non_negative_int,
     positive_float,
@@ -45,6 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_input_arguments(parser)
     parser.add_argument(
         "--columns-file",
+        type=hadoop_path,
         metavar="PATH",
         help="column list (one name per line, # comments), e.g. select_features' columns.txt:"
         " adds the 'selected' feature set",

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from fmagenre.analysis.explore import DEFAULT_SAMPLE_ROWS, DEFAULT_TOP_GENRES, run
 from fmagenre.analysis.options import add_input_arguments
 from fmagenre.platform.config import Config
-from fmagenre.platform.jobs import comma_list, job_parser, positive_int, run_job
+from fmagenre.platform.jobs import comma_list, hadoop_path, job_parser, positive_int, run_job
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_input_arguments(parser)
     parser.add_argument(
         "--metadata",
+        type=hadoop_path,
         metavar="DIR",
         help="fma_metadata folder (tracks.csv, genres.csv; any Hadoop path): adds artists,"
         " release years, genre titles and the missing values of every tracks.csv column",

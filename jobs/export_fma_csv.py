@@ -13,7 +13,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from fmagenre.platform.config import Config
-from fmagenre.platform.jobs import job_parser, run_job
+from fmagenre.platform.jobs import driver_path, hadoop_path, job_parser, run_job
 from fmagenre.tables.fma_csv import export_fma_csv
 
 
@@ -25,9 +25,15 @@ def make_parser() -> argparse.ArgumentParser:
         " with errors or without a track id are left out and counted.",
     )
     parser.add_argument(
-        "--input", required=True, metavar="PATH", help="feature table directory (any Hadoop path)"
+        "--input",
+        type=hadoop_path,
+        required=True,
+        metavar="PATH",
+        help="feature table directory (any Hadoop path)",
     )
-    parser.add_argument("--csv", required=True, metavar="FILE", help="local CSV file to write")
+    parser.add_argument(
+        "--csv", type=driver_path, required=True, metavar="FILE", help="local CSV file to write"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     return parser
 

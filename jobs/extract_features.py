@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 
 from fmagenre.extraction.driver import format_summary, run_extraction, session_conf
 from fmagenre.platform.config import Config, override
-from fmagenre.platform.jobs import job_parser, run_job
+from fmagenre.platform.jobs import hadoop_path, job_parser, run_job
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--input",
+        type=hadoop_path,
         required=True,
         nargs="+",
         metavar="PATH",
@@ -46,6 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output",
+        type=hadoop_path,
         required=True,
         metavar="PATH",
         help="feature table directory (any Hadoop path): the current rows in PATH/part-*.parquet,"

@@ -11,7 +11,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from fmagenre.platform.config import Config
-from fmagenre.platform.jobs import job_parser, run_job
+from fmagenre.platform.jobs import hadoop_path, job_parser, run_job
 from fmagenre.tables.fma_csv import import_fma_csv
 
 
@@ -23,10 +23,18 @@ def make_parser() -> argparse.ArgumentParser:
         " feature table: status 'ok', no path, extractor_version 'fma-features.csv'.",
     )
     parser.add_argument(
-        "--csv", required=True, metavar="PATH", help="FMA's features.csv (any Hadoop path)"
+        "--csv",
+        type=hadoop_path,
+        required=True,
+        metavar="PATH",
+        help="FMA's features.csv (any Hadoop path)",
     )
     parser.add_argument(
-        "--output", required=True, metavar="PATH", help="feature table directory to publish to"
+        "--output",
+        type=hadoop_path,
+        required=True,
+        metavar="PATH",
+        help="feature table directory to publish to",
     )
     parser.add_argument(
         "--overwrite",

@@ -16,7 +16,7 @@ from fmagenre.extraction.driver import session_conf
 from fmagenre.ml.prediction import INPUT_FORMATS, format_summary, run
 from fmagenre.network.inference import load_predictor
 from fmagenre.platform.config import Config
-from fmagenre.platform.jobs import job_parser, run_job
+from fmagenre.platform.jobs import hadoop_path, job_parser, run_job
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -34,17 +34,21 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
+        type=hadoop_path,
         required=True,
         metavar="MODEL_DIR",
         help="output directory of jobs/train.py or jobs/train_cnn.py",
     )
     parser.add_argument(
         "--input",
+        type=hadoop_path,
         required=True,
         metavar="PATH",
         help="folder of audio files (searched recursively), feature table or Parquet",
     )
-    parser.add_argument("--output", required=True, metavar="PATH", help="Parquet to write")
+    parser.add_argument(
+        "--output", type=hadoop_path, required=True, metavar="PATH", help="Parquet to write"
+    )
     parser.add_argument(
         "--input-format",
         choices=INPUT_FORMATS,

@@ -19,7 +19,7 @@ from fmagenre.labels.imputation import (
     format_summary,
 )
 from fmagenre.platform.config import Config
-from fmagenre.platform.jobs import fraction, job_parser, non_negative_int, run_job
+from fmagenre.platform.jobs import fraction, hadoop_path, job_parser, non_negative_int, run_job
 from fmagenre.tables.label_table import read_metadata, write_label_table
 
 
@@ -33,6 +33,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--metadata",
+        type=hadoop_path,
         required=True,
         metavar="DIR",
         help="directory with FMA's tracks.csv and genres.csv (unzipped fma_metadata), any"
@@ -40,6 +41,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output",
+        type=hadoop_path,
         required=True,
         metavar="PATH",
         help="Parquet directory to write (local, hdfs://, s3a://...); its summary is written"

@@ -14,7 +14,13 @@ from pyspark.sql import SparkSession
 
 from fmagenre.extraction.driver import session_conf
 from fmagenre.platform.config import Config
-from fmagenre.platform.jobs import job_parser, non_negative_int, positive_float, run_job
+from fmagenre.platform.jobs import (
+    hadoop_path,
+    job_parser,
+    non_negative_int,
+    positive_float,
+    run_job,
+)
 from fmagenre.timeline.segments import SPLITS, SegmentOptions, format_summary, run
 
 
@@ -36,18 +42,22 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
+        type=hadoop_path,
         metavar="MODEL_DIR",
         help="output directory of jobs/train.py; leave it out with --keep-features to write"
         " the windows' features only (the rows of jobs/train.py --windows)",
     )
     parser.add_argument(
         "--input",
+        type=hadoop_path,
         required=True,
         nargs="+",
         metavar="PATH",
         help="directories searched recursively or files (local, file://, hdfs://, s3a://)",
     )
-    parser.add_argument("--output", required=True, metavar="DIR", help="directory to create")
+    parser.add_argument(
+        "--output", type=hadoop_path, required=True, metavar="DIR", help="directory to create"
+    )
     parser.add_argument(
         "--window",
         type=positive_float,
@@ -64,6 +74,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--labels",
+        type=hadoop_path,
         metavar="PATH",
         help="label table (jobs/prepare_labels.py): the report then scores the windows and"
         " tracks against their genres",

@@ -20,6 +20,7 @@ from fmagenre.ml.voting import CLASS_BIASES
 from fmagenre.platform.config import Config
 from fmagenre.platform.jobs import (
     comma_list,
+    hadoop_path,
     int_range,
     job_parser,
     non_negative_int,
@@ -43,15 +44,21 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--features",
+        type=hadoop_path,
         required=True,
         metavar="PATH",
         help="feature table (jobs/extract_features.py) or Parquet with the feature columns",
     )
     parser.add_argument(
-        "--labels", required=True, metavar="PATH", help="label table (jobs/prepare_labels.py)"
+        "--labels",
+        type=hadoop_path,
+        required=True,
+        metavar="PATH",
+        help="label table (jobs/prepare_labels.py)",
     )
     parser.add_argument(
         "--output",
+        type=hadoop_path,
         required=True,
         metavar="MODEL_DIR",
         help="directory to create: the model in MODEL_DIR/model, the report beside it",
@@ -65,6 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     features.add_argument(
         "--columns-file",
+        type=hadoop_path,
         metavar="FILE",
         help="text file (any Hadoop path) listing the feature columns (e.g. mfcc_mean_01),"
         " separated by commas or white space, # comments",
@@ -95,6 +103,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--search-space",
+        type=hadoop_path,
         metavar="TOML",
         help="TOML file (any Hadoop path) replacing search ranges: [lr] maxIter = [10, 50], or"
         " one value to fix a parameter",
@@ -157,6 +166,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--with-network",
+        type=hadoop_path,
         metavar="MODEL_DIR",
         help="output directory of jobs/train_cnn.py: the spectrogram network votes as a fourth"
         " member (FEATURES must hold its patches: jobs/extract_features.py --patches); the"

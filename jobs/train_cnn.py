@@ -18,6 +18,7 @@ from fmagenre.network import require_torch
 from fmagenre.platform.config import Config, override
 from fmagenre.platform.jobs import (
     fraction,
+    hadoop_path,
     job_parser,
     non_negative_int,
     positive_float,
@@ -45,16 +46,22 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--patches",
+        type=hadoop_path,
         required=True,
         metavar="PATH",
         help="feature table with patches (jobs/extract_features.py), or Parquet with track_id"
         " and patches columns",
     )
     parser.add_argument(
-        "--labels", required=True, metavar="PATH", help="label table (jobs/prepare_labels.py)"
+        "--labels",
+        type=hadoop_path,
+        required=True,
+        metavar="PATH",
+        help="label table (jobs/prepare_labels.py)",
     )
     parser.add_argument(
         "--output",
+        type=hadoop_path,
         required=True,
         metavar="MODEL_DIR",
         help="model directory to create, or to resume after a kill (its _checkpoint)",

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from fmagenre.platform.jobs import non_negative_int
+from fmagenre.platform.jobs import hadoop_path, non_negative_int
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--features``, ``--labels``, ``--output`` and ``--seed``."""
     parser.add_argument(
         "--features",
+        type=hadoop_path,
         required=True,
         metavar="PATH",
         help="feature table: the extraction or import job's output, or a plain Parquet folder"
         " with track_id and the 518 feature columns (any Hadoop path)",
     )
     parser.add_argument(
-        "--labels", required=True, metavar="PATH", help="label table of jobs/prepare_labels.py"
+        "--labels",
+        type=hadoop_path,
+        required=True,
+        metavar="PATH",
+        help="label table of jobs/prepare_labels.py",
     )
     parser.add_argument(
         "--output",
+        type=hadoop_path,
         required=True,
         metavar="DIR",
         help="directory of the outputs, created if missing; files of the same names are"

@@ -40,6 +40,7 @@ __all__ = [
     "EmrConfig",
     "ExtractConfig",
     "NetworkConfig",
+    "PathsConfig",
     "load_config",
     "override",
     "parse_faults",
@@ -227,6 +228,23 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class PathsConfig:
+    """How the jobs treat their path options (``[paths]``; see ``fmagenre.platform.jobs``)."""
+
+    #: Local paths (``file:``, ``~``, or relative ones on a local default file system) when the
+    #: master is not local (``spark://``, ``yarn``...): "allow" (every node sees the driver's
+    #: files: one machine, a shared mount) or "refuse" (one line, exit 2, before Spark starts
+    #: where it can tell).
+    local_on_cluster: str = "allow"
+
+    def __post_init__(self):
+        if self.local_on_cluster not in ("allow", "refuse"):
+            raise ValueError(
+                f'local_on_cluster must be "allow" or "refuse", got {self.local_on_cluster!r}'
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole configuration: Spark properties and one dataclass per job section."""
 
@@ -235,6 +253,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     emr: EmrConfig = field(default_factory=EmrConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

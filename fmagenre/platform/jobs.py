@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fmagenre.errors import InputError
 from fmagenre.platform.config import Config, load_config, parse_spark_overrides
-from fmagenre.platform.session import job_session
+from fmagenre.platform.session import is_local_master, job_session, plan_session
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,6 +65,7 @@ def job_parser(prog: str, description: str, *, notes: str = "") -> argparse.Argu
     shared = parser.add_argument_group("configuration and Spark")
     shared.add_argument(
         "--config",
+        type=driver_path,
         metavar="TOML",
         help="local configuration file, e.g. conf/local.toml, conf/emr.toml (in YARN cluster"
         " mode, ship it with spark-submit --files and give its name); its [spark] settings"
@@ -135,20 +138,138 @@ def run_job(
         if configure is not None:
             config = configure(args, config)
         overrides = parse_spark_overrides(args.conf)
+        policy = config.paths.local_on_cluster
         if spark is not None:
+            resolve_path_options(spark, parser, args, policy=policy)
             job(spark, args, config)
             return EXIT_DONE
+        conf = config.spark if spark_conf is None else spark_conf(config)
+        master = plan_session(master=args.master, conf=conf, overrides=overrides).master
+        check_local_paths(parser, args, master=master, policy=policy)  # before Spark starts
         with job_session(
             f"fmagenre-{parser.prog.replace('_', '-')}",
             master=args.master,
-            conf=config.spark if spark_conf is None else spark_conf(config),
+            conf=conf,
             overrides=overrides,
         ) as session:
+            resolve_path_options(session, parser, args, policy=policy)
             job(session, args, config)
     except (InputError, FileNotFoundError, FileExistsError) as error:
         print(error_line(parser.prog, error), file=sys.stderr)
         return EXIT_INPUT
     return EXIT_DONE
+
+
+# -- path options --------------------------------------------------------------------------
+
+#: A URI scheme at the start of a path (``file:``, ``hdfs://``, ``s3a://``...).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def hadoop_path(text: str) -> str:
+    """argparse type of the options that take a Hadoop path (local, ``file:``, ``hdfs://``,
+    ``s3a://``...).
+
+    ``~`` and ``~USER`` are the driver's: expanded as the shell does, to a ``file:`` URI. A
+    relative path is left for :func:`resolve_path_options`, which needs the session.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a path")
+    if not text.startswith("~"):
+        return text
+    expanded = os.path.expanduser(text)
+    if expanded == text:
+        raise argparse.ArgumentTypeError(f"cannot expand {text}: no such user")
+    return f"file:{expanded}"
+
+
+def driver_path(text: str) -> str:
+    """argparse type of the options that take a file of the driver's own (``--config``, a CSV
+    written by the driver): ``~`` expanded, made absolute."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a path")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def _path_values(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """(option, index or None, value) of every :func:`hadoop_path` value given."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.type is not hadoop_path or value is None:
+            continue
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield action, index, item
+        else:
+            yield action, None, value
+
+
+def _refuse(action: argparse.Action, value: str, master: str) -> None:
+    option = "/".join(action.option_strings)
+    raise InputError(
+        f"{option} {value}: a path on the driver's disk, which the executors of master"
+        f' {master} do not see ([paths] local_on_cluster = "refuse"): put the data on'
+        " HDFS or S3 (hdfs://, s3://) and give its URI"
+    )
+
+
+def check_local_paths(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, *, master: str, policy: str
+) -> None:
+    """Refuse the ``file:`` path options (``~`` ones included) under a master that is not
+    local, when ``policy`` is "refuse" (``[paths] local_on_cluster``).
+
+    Schemeless paths belong to the cluster's default file system, known once the session is
+    up: :func:`resolve_path_options` decides on those.
+
+    Raises
+    ------
+    InputError
+        Naming the first such option and what to do.
+    """
+    if policy != "refuse" or is_local_master(master):
+        return
+    for action, _, value in _path_values(parser, args):
+        if value.lower().startswith("file:"):
+            _refuse(action, value, master)
+
+
+def resolve_path_options(
+    spark: SparkSession, parser: argparse.ArgumentParser, args: argparse.Namespace, *, policy: str
+) -> None:
+    """Make the relative :func:`hadoop_path` values of ``args`` absolute URIs of the default
+    file system, in place, and apply ``[paths] local_on_cluster``.
+
+    On a local default file system (``file:``), a relative path is the driver's working folder's
+    (``file:/abs/path``), which the executors, each in a folder of its own, would not find;
+    on HDFS it is the user's home there (``hdfs://NAMENODE/user/NAME/path``), as Hadoop has it.
+
+    Raises
+    ------
+    InputError
+        When ``policy`` is "refuse", the master is not local and a path (after resolution) is
+        on the local file system.
+    """
+    values = list(_path_values(parser, args))
+    if not values:
+        return
+    jvm = spark.sparkContext._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(spark.sparkContext._jsc.hadoopConfiguration())
+    local_default = fs.getUri().getScheme() == "file"
+    master = spark.sparkContext.master
+    refuse = policy == "refuse" and not is_local_master(master)
+    for action, index, value in values:
+        if not _SCHEME.match(value) and not value.startswith("/"):
+            relative = os.path.abspath(value) if local_default else value
+            value = str(fs.makeQualified(jvm.org.apache.hadoop.fs.Path(relative)))
+            if index is None:
+                setattr(args, action.dest, value)
+            else:
+                getattr(args, action.dest)[index] = value
+        scheme = _SCHEME.match(value)
+        on_local_disk = scheme.group().lower() == "file:" if scheme else local_default
+        if refuse and on_local_disk:
+            _refuse(action, value, master)
 
 
 # -- argparse types ------------------------------------------------------------------------
