@@ -140,8 +140,9 @@ def test_emr_refuses_local_paths_and_local_runs_allow_them():
     assert load_config().paths.local_on_cluster == "allow"
 
 
-def test_driver_files_are_made_absolute(tmp_path, monkeypatch):
+def test_a_file_the_driver_writes_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     parser = load_job("export_fma_csv").make_parser()
-    args = parser.parse_args(["--input", "t", "--csv", "out.csv", "--config", "c.toml"])
-    assert (args.csv, args.config) == (str(tmp_path / "out.csv"), str(tmp_path / "c.toml"))
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    for given, expected in (("out.csv", tmp_path / "out.csv"), ("~/a.csv", tmp_path / "me/a.csv")):
+        assert parser.parse_args(["--input", "t", "--csv", given]).csv == str(expected)

@@ -65,7 +65,6 @@ def job_parser(prog: str, description: str, *, notes: str = "") -> argparse.Argu
     shared = parser.add_argument_group("configuration and Spark")
     shared.add_argument(
         "--config",
-        type=driver_path,
         metavar="TOML",
         help="local configuration file, e.g. conf/local.toml, conf/emr.toml (in YARN cluster"
         " mode, ship it with spark-submit --files and give its name); its [spark] settings"
@@ -184,8 +183,8 @@ def hadoop_path(text: str) -> str:
 
 
 def driver_path(text: str) -> str:
-    """argparse type of the options that take a file of the driver's own (``--config``, a CSV
-    written by the driver): ``~`` expanded, made absolute."""
+    """argparse type of the options that take a file the driver reads or writes itself (a
+    CSV): ``~`` expanded, made absolute."""
     if not text.strip():
         raise argparse.ArgumentTypeError("give a path")
     return os.path.abspath(os.path.expanduser(text))
