@@ -17,7 +17,7 @@ import pytest
 from job_loader import ROOT
 
 from fmagenre.errors import InputError
-from fmagenre.platform.session import check_master, find_java_home
+from fmagenre.platform.session import check_master, find_java_home, plan_session
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +81,12 @@ def test_check_master_passes_other_masters_and_a_listening_one(closed_port):
         check_master(f"spark://127.0.0.1:{closed_port},127.0.0.1:{port}")
     with pytest.raises(InputError, match="expected spark://HOST:PORT"):
         check_master("spark://127.0.0.1")
+
+
+def test_the_master_checked_is_the_one_the_session_gets():
+    file_master = {"spark.master": "spark://10.0.0.1:7077"}
+    assert plan_session().master == "local[*]"
+    assert plan_session(master="local[2]").master == "local[2]"
+    assert plan_session(master="local[2]", conf=file_master).master == "spark://10.0.0.1:7077"
+    overrides = {"spark.master": "yarn"}
+    assert plan_session(conf=file_master, overrides=overrides).master == "yarn"
