@@ -16,6 +16,8 @@ SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_mod
 	tests/test_extract_job.py::test_audio_bytes_are_read_where_analysed_no_shuffle \
 	tests/test_extract_job.py::test_crashes_and_hangs_cost_one_file_each \
 	tests/test_isolation.py::test_in_a_spark_worker_the_child_works_in_spark_s_local_directory \
+	tests/test_network.py tests/test_network_inference.py tests/test_external_members.py \
+	tests/test_unreachable_master.py tests/test_job_paths.py tests/test_event_log.py \
 	--deselect tests/test_ensemble.py::test_real_models_predict_the_same_after_reloading
 SAMPLE := sample
 OUT := out
