@@ -92,9 +92,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The two legs run side by side (their processes mostly wait: JVM and worker start-ups,
+# spark-submit, subprocesses): the Spark 3.5 leg's output is printed when both are done.
 test: lint chromium $(STAMP35)
-	$(BIN)/pytest -q
-	$(PYTEST35)
+	@$(PYTEST35) > $(VENV35)/last-test.log 2>&1 & leg35=$$!; \
+	trap 'kill $$leg35 2>/dev/null' INT TERM; \
+	$(BIN)/pytest -q; main=$$?; \
+	wait $$leg35; leg35=$$?; \
+	echo "Spark 3.5 leg ($(VENV35)/bin/pytest, SPARK35_TESTS in the Makefile):"; \
+	cat $(VENV35)/last-test.log; \
+	[ $$main -eq 0 ] && [ $$leg35 -eq 0 ]
 
 # The genre-timeline pages' tests and `make run`'s screenshot drive a real headless Chromium (Debian's package: it plays
 # MP3); FMAGENRE_CHROMIUM names another binary. Installed with apt-get where missing.
