@@ -24,9 +24,13 @@ SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_mod
 	tests/test_network_inference.py::test_predictions_of_a_patch_table_are_the_models_own \
 	tests/test_network_inference.py::test_the_timeline_of_a_network_shows_its_windows \
 	tests/test_external_members.py tests/test_unreachable_master.py tests/test_job_paths.py \
-	tests/test_event_log.py \
+	tests/test_event_log.py tests/test_bench_spark_cluster.py \
 	--deselect tests/test_ensemble.py::test_real_models_predict_the_same_after_reloading \
 	--deselect tests/test_external_members.py::test_training_with_a_member
+# Run on the Spark 3.5 leg only, the shorter of the two that run side by side (two clusters
+# start: about two minutes).
+SPARK35_ONLY := --deselect \
+	tests/test_bench_spark_cluster.py::test_cluster_mode_prints_its_figures_and_stops_its_clusters
 SAMPLE := sample
 OUT := out
 # The sample has 2-8 training tracks per genre: 2 folds, 3 candidates, small search ranges.
@@ -97,7 +101,7 @@ lint: $(STAMP)
 test: lint chromium $(STAMP35)
 	@$(PYTEST35) > $(VENV35)/last-test.log 2>&1 & leg35=$$!; \
 	trap 'kill $$leg35 2>/dev/null' INT TERM; \
-	$(BIN)/pytest -q; main=$$?; \
+	$(BIN)/pytest -q $(SPARK35_ONLY); main=$$?; \
 	wait $$leg35; leg35=$$?; \
 	echo "Spark 3.5 leg ($(VENV35)/bin/pytest, SPARK35_TESTS in the Makefile):"; \
 	cat $(VENV35)/last-test.log; \
