@@ -30,6 +30,8 @@ from fmagenre.network.training import NetworkOptions, run  # noqa: E402
 from fmagenre.synthetic.patch_tables import write_patch_tables  # noqa: E402
 
 GENRES = ["Electronic", "Folk", "Hip-Hop", "Rock"]
+#: Every test here needs a trained network (module fixtures) or a fresh interpreter.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +265,6 @@ def voter(spark, tmp_path_factory, training_tables):
     }
 
 
-@pytest.mark.slow
 def test_the_ensemble_with_the_network_reports_every_member(voter):
     metrics = voter["metrics"]
     assert set(metrics["test"]) == {
@@ -282,7 +283,6 @@ def test_the_ensemble_with_the_network_reports_every_member(voter):
     assert json.loads(info.read_text())["genres"] == GENRES
 
 
-@pytest.mark.slow
 def test_the_ensemble_with_the_network_predicts_with_its_copy(spark, voter, tmp_path):
     """predict.py on the ensemble's directory: four voters; the network's vote is the network's
     own prediction, from the copy saved with the ensemble."""
