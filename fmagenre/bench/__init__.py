@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+#: The accuracy benchmarks' search ranges: small, the generated corpus is easy.
+SEARCH_SPACE = """\
+[lr]
+maxIter = [20, 60]
+[svc]
+maxIter = [5, 15]
+[xgb]
+n_estimators = [20, 60]
+max_depth = [2, 4]
+"""
+
 
 def training_session(app: str, *, master: str, driver_memory: str, progress: bool = True):
     """The local SparkSession of the training benchmarks: no UI, 8 shuffle partitions,

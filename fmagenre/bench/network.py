@@ -25,16 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from fmagenre.bench import SEARCH_SPACE
+
 PARTS = ("extraction", "training", "inference", "accuracy")
-SEARCH_SPACE = """\
-[lr]
-maxIter = [20, 60]
-[svc]
-maxIter = [5, 15]
-[xgb]
-n_estimators = [20, 60]
-max_depth = [2, 4]
-"""
 
 
 def _write_tracks(directory: Path, count: int, duration: float) -> list[Path]:

@@ -22,17 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fmagenre.bench import SEARCH_SPACE
 from fmagenre.platform.threads import thread_env
-
-SEARCH_SPACE = """\
-[lr]
-maxIter = [20, 60]
-[svc]
-maxIter = [5, 15]
-[xgb]
-n_estimators = [20, 60]
-max_depth = [2, 4]
-"""
 
 
 def bench_speed(args: argparse.Namespace) -> None:
