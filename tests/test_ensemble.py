@@ -202,6 +202,7 @@ def named_votes(votes):
     return votes.withColumn("truth", F.element_at(names, (F.col("id") % 4 + 1).cast("int")))
 
 
+@pytest.mark.slow
 def test_estimator_in_a_pipeline_takes_the_class_names_of_a_string_indexer(named_votes, tmp_path):
     indexer = StringIndexer(inputCol="truth", outputCol="label", stringOrderType="alphabetAsc")
     ensemble = _voting(["a", "b", "c"], tieBreakOrder=["b", "c", "a"])

@@ -35,6 +35,7 @@ def _predictions(model, frame) -> np.ndarray:
     return np.array([row.prediction for row in rows])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [2, 4])
 def test_agrees_with_spark_one_vs_rest(spark, classes):
     rows = _rows(classes, 600, seed=classes)
@@ -60,6 +61,7 @@ def test_agrees_with_spark_one_vs_rest(spark, classes):
     assert raw.prediction == float(np.argmax(raw.rawPrediction.toArray()))
 
 
+@pytest.mark.slow
 def test_weights_change_the_fit(spark):
     rows = _rows(3, 400, spread=0.7, seed=5)
     # Rows of class 0 weigh 20 times more: the model predicts class 0 more often.

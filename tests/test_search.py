@@ -22,6 +22,7 @@ from fmagenre.ml.search import random_search
 from fmagenre.ml.search_space import LogUniform
 
 
+@pytest.mark.slow
 def test_parallel_fits_give_the_results_of_one_at_a_time(spark):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, size=300)
@@ -63,6 +64,7 @@ def test_settings_choose_the_svc_and_the_search_xgboost_workers():
         ClassifierSettings(svc="sklearn")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("svc", ["lockstep", "spark"])
 def test_either_svc_pipeline_saves_and_loads_as_the_ensemble_does(spark, svc, tmp_path):
     rng = np.random.default_rng(2)

@@ -134,6 +134,7 @@ def test_scores_against_labels_are_those_of_the_tables(timeline, labels):
     assert "| each window |" in (output / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_features_only_windows(job, spark, sample_corpus, tmp_path):
     output = tmp_path / "features"
     argv = ["--input", str(sample_corpus.audio_dir), "--output", str(output), "--keep-features"]
