@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 from fmagenre.errors import InputError, shown_names
 
@@ -78,6 +79,15 @@ def check_names(members: Sequence[ExternalMember], taken: Sequence[str]) -> None
             f"external member name(s) {shown_names(sorted(set(bad)))}: names must be unique"
             f" [a-z][a-z0-9_]*, other than {', '.join(taken)}"
         )
+
+
+def reordered(margins: Column, own: Sequence[str], labels: Sequence[str]) -> Column:
+    """``margins`` (in ``own`` genre order) in ``labels`` order, null kept; ``margins`` itself
+    when the orders agree. Every label must be in ``own`` (:func:`label_order` checks it)."""
+    if list(own) == list(labels):
+        return margins
+    position = {genre: i for i, genre in enumerate(own)}
+    return F.when(margins.isNotNull(), F.array(*(margins[position[label]] for label in labels)))
 
 
 def label_order(member: ExternalMember, labels: Sequence[str]) -> list[int] | None:

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Protocol
 
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fmagenre.audio.patches import PatchSettings
@@ -88,7 +88,8 @@ def load_model(spark: SparkSession, model_dir: str) -> VotingEnsembleModel:
     return VotingEnsembleModel.read().session(spark).load(path)
 
 
-def _column_or_null(rows: DataFrame, name: str, type_name: str):
+def column_or_null(rows: DataFrame, name: str, type_name: str) -> Column:
+    """Column ``name`` of ``rows``, or a null of ``type_name`` when it has none."""
     return F.col(name) if name in rows.columns else F.lit(None).cast(type_name)
 
 
@@ -143,10 +144,10 @@ def predictions(
                 F.when(F.col("_ok") & probability.isNotNull(), scores).alias(f"scores_{name}")
             )
     return scored.select(
-        _column_or_null(rows, "track_id", "long").alias("track_id"),
-        _column_or_null(rows, "path", "string").alias("path"),
+        column_or_null(rows, "track_id", "long").alias("track_id"),
+        column_or_null(rows, "path", "string").alias("path"),
         (F.col("status") if "status" in rows.columns else F.lit("ok")).alias("status"),
-        _column_or_null(rows, "error", "string").alias("error"),
+        column_or_null(rows, "error", "string").alias("error"),
         *extra,
         when_ok(F.col(model.getLabelNameCol())).alias("genre"),
         when_ok(F.col(model.getPredictionCol())).alias("prediction"),

@@ -86,6 +86,7 @@ from fmagenre.ml.external import (
     check_names,
     label_order,
     margins_column,
+    reordered,
 )
 from fmagenre.ml.report import ENSEMBLE, without_key, write_confusions, write_report
 from fmagenre.ml.search import SearchResult, random_search
@@ -440,12 +441,10 @@ def _aligned(data: LabelledData, members: Sequence[ExternalMember]) -> LabelledD
     """
     frame = data.frame
     for member in members:
-        order = label_order(member, data.labels)
-        if order is not None:
+        if label_order(member, data.labels) is not None:
             log.info("%s's margins reordered to the training genres' order", member.name)
-            given = F.col(member.column)
             frame = frame.withColumn(
-                member.column, F.when(given.isNotNull(), F.array(*(given[i] for i in order)))
+                member.column, reordered(F.col(member.column), member.labels, data.labels)
             )
     return replace(data, frame=frame)
 

@@ -31,8 +31,8 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from fmagenre.audio.patches import PatchSettings, patches_from_bytes
 from fmagenre.errors import InputError
 from fmagenre.ml.ensemble import VotingEnsembleModel
-from fmagenre.ml.external import MEMBERS_DIR, ExternalMember, margins_column
-from fmagenre.ml.prediction import PredictionError, load_model, predictions
+from fmagenre.ml.external import MEMBERS_DIR, ExternalMember, margins_column, reordered
+from fmagenre.ml.prediction import PredictionError, column_or_null, load_model, predictions
 from fmagenre.network.model_dir import (
     INFO,
     KIND,
@@ -124,10 +124,6 @@ def add_log_probs(
     return scored.drop("_network")
 
 
-def _or_null(rows: DataFrame, name: str, type_name: str) -> Column:
-    return F.col(name) if name in rows.columns else F.lit(None).cast(type_name)
-
-
 def network_predictions(
     model: NetworkModel, rows: DataFrame, *, extra: Sequence[str] = ()
 ) -> DataFrame:
@@ -138,7 +134,7 @@ def network_predictions(
     patch, digital silence, a bad blob) becomes an ``error`` row with the reason.
     """
     scored = add_log_probs(model, rows, column="_log_probs", error_column="_why")
-    status = _or_null(rows, "status", "string")
+    status = column_or_null(rows, "status", "string")
     no_patches = status.eqNullSafe("ok") & F.col("_log_probs").isNull()
     why = (
         F.coalesce(F.col("patch_error"), F.col("_why"))
@@ -156,13 +152,13 @@ def network_predictions(
     total = F.aggregate("_log_probs", F.lit(0.0), lambda acc, x: acc + F.exp(x))
     probabilities = F.transform("_log_probs", lambda x: F.exp(x) / total)
     return scored.select(
-        _or_null(rows, "track_id", "long").alias("track_id"),
-        _or_null(rows, "path", "string").alias("path"),
+        column_or_null(rows, "track_id", "long").alias("track_id"),
+        column_or_null(rows, "path", "string").alias("path"),
         F.when(no_patches, F.lit("error"))
         .otherwise(F.coalesce(status, F.lit("ok")))
         .alias("status"),
         F.when(no_patches, F.concat(F.lit("no patches for the network: "), why))
-        .otherwise(_or_null(rows, "error", "string"))
+        .otherwise(column_or_null(rows, "error", "string"))
         .alias("error"),
         *extra,
         genre.alias("genre"),
@@ -171,17 +167,6 @@ def network_predictions(
         F.when(F.col("_log_probs").isNotNull(), F.map_from_arrays(genres, probabilities)).alias(
             f"scores_{NAME}"
         ),
-    )
-
-
-def _ordered(log_probs: Column, genres: Sequence[str], labels: Sequence[str]) -> Column:
-    """``log_probs`` (in ``genres`` order) in ``labels`` order."""
-    if list(genres) == list(labels):
-        return log_probs
-    position = {genre: i for i, genre in enumerate(genres)}
-    return F.when(
-        log_probs.isNotNull(),
-        F.array(*(log_probs.getItem(position[label]) for label in labels)),
     )
 
 
@@ -293,7 +278,7 @@ class Predictor:
             rows = add_log_probs(self.network, rows, column="_network_log_probs")
             rows = rows.withColumn(
                 margins_column(NAME),
-                _ordered(
+                reordered(
                     F.col("_network_log_probs"), self.network.genres, self.ensemble.getLabels()
                 ),
             ).drop("_network_log_probs")
