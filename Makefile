@@ -5,14 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # A second venv with pyspark 3.5 (EMR 7's Spark): `make test` runs the Spark-touching tests again
-# there, the whole chain included (the ensemble tests of the shared trained model aside: the
-# chain trains, saves, loads and predicts on 3.5). The network: training (TorchDistributor in
-# local processes and barrier tasks, resume), the inference UDF (predict, timeline) and the
-# external members' votes; its training with the MIR ensemble runs on Spark 4 only (the
-# chain's train job and the external members' tests cover their 3.5 parts).
+# there, the whole chain on a standalone cluster included (the ensemble tests of the shared
+# trained model aside: the chain trains, saves, loads and predicts on 3.5). The network:
+# training (TorchDistributor in local processes and barrier tasks, resume), the inference UDF
+# (predict, timeline) and the external members' votes; its training with the MIR ensemble runs
+# on Spark 4 only (the chain's train job and the external members' tests cover their 3.5 parts).
 VENV35 := .venv-spark35
 STAMP35 := $(VENV35)/.installed
-SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_models.py \
+SPARK35_TESTS := tests/test_cluster_chain.py tests/test_ensemble.py tests/test_saved_models.py \
 	tests/test_spark_submit.py tests/test_prepare_labels_job.py tests/test_training_data.py \
 	tests/test_explore.py tests/test_linear_svc.py tests/test_voting.py tests/test_search.py \
 	tests/test_extract_job.py::test_every_parquet_reader_sees_one_row_per_file_after_reruns \
@@ -25,11 +25,15 @@ SPARK35_TESTS := tests/test_chain.py tests/test_ensemble.py tests/test_saved_mod
 	tests/test_network_inference.py::test_the_timeline_of_a_network_shows_its_windows \
 	tests/test_external_members.py tests/test_unreachable_master.py tests/test_job_paths.py \
 	tests/test_event_log.py tests/test_bench_spark_cluster.py \
+	tests/test_job_runner.py::test_a_failed_barrier_stage_exits_3_with_one_line \
+	tests/test_job_runner.py::test_a_job_short_of_barrier_slots_is_cancelled_and_exits_3 \
 	--deselect tests/test_ensemble.py::test_real_models_predict_the_same_after_reloading \
 	--deselect tests/test_external_members.py::test_training_with_a_member
-# Run on the Spark 3.5 leg only, the shorter of the two that run side by side (two clusters
-# start: about two minutes).
-SPARK35_ONLY := --deselect \
+# Run on the Spark 3.5 leg only (EMR 7's line), the shorter of the two that run side by side:
+# the benchmark's clusters (about two minutes) and the chain on a cluster (its applications on
+# an archived environment, as EMR's archive mode; with the local chain's assertions, and
+# local-mode runs for comparison).
+SPARK35_ONLY := --ignore tests/test_cluster_chain.py --deselect \
 	tests/test_bench_spark_cluster.py::test_cluster_mode_prints_its_figures_and_stops_its_clusters
 SAMPLE := sample
 OUT := out

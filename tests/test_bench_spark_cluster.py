@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cluster_jobs import processes_under
 from job_loader import ROOT
 
 from fmagenre.platform import cluster as standalone
@@ -32,19 +33,6 @@ def _bench(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     command = [python, "-m", "fmagenre.bench", "spark", *arguments]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
-
-
-def _under(directory: Path) -> list[int]:
-    """Processes whose working folder is under ``directory`` (executors work in theirs)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cwd = (entry / "cwd").resolve(strict=True)
-        except (OSError, RuntimeError):
-            continue
-        if entry.name.isdigit() and cwd.is_relative_to(directory):
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.slow
@@ -87,7 +75,7 @@ def test_cluster_mode_prints_its_figures_and_stops_its_clusters(tmp_path):
         assert not any(standalone._alive(pid) for pid in recorded.pids)
         # Its executors ran the job in the worker's folders, and have ended too.
         assert list((clusters / f"workers-{workers}").glob("work-*/app-*/*/stderr"))
-    assert _under(clusters) == []
+    assert processes_under(clusters) == []
 
 
 def test_master_must_be_a_standalone_master_that_answers(tmp_path):

@@ -1,21 +1,17 @@
-"""A real Spark standalone cluster (master and two workers, each a JVM of its own) on 127.0.0.1,
-and a job through ``spark-submit`` on its executors."""
+"""A real Spark standalone cluster (master and two workers, each a JVM of its own) on 127.0.0.1.
+Jobs through ``spark-submit`` on its executors: ``test_cluster_lost_worker.py`` and
+``test_cluster_chain.py``."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-from job_loader import ROOT
 
 from fmagenre.platform import cluster as standalone
-from fmagenre.platform.session import find_java_home
 
 pytestmark = pytest.mark.slow
 
@@ -39,34 +35,6 @@ def test_start_records_a_master_and_two_workers_on_loopback(two_workers):
     )
     line = standalone.status_line(standalone.load(two_workers.directory))
     assert line.startswith(f"{two_workers.url} ") and "2 of 2 workers alive" in line
-
-
-def test_a_job_runs_on_both_executors(two_workers, sample_corpus, tmp_path):
-    python = sys.executable
-    env = {**os.environ, "JAVA_HOME": find_java_home(), "PYSPARK_PYTHON": python}
-    env["PYSPARK_DRIVER_PYTHON"] = python
-    output = tmp_path / "features"
-    command = [str(Path(python).parent / "spark-submit"), "--master", two_workers.url]
-    for setting in (
-        "spark.ui.enabled=false",
-        "spark.driver.host=127.0.0.1",
-        "spark.driver.bindAddress=127.0.0.1",
-        "spark.executor.memory=768m",
-        "spark.task.maxFailures=1",
-    ):
-        command += ["--conf", setting]
-    command += [str(ROOT / "jobs" / "extract_features.py"), "--partitions", "4"]
-    command += ["--input", str(sample_corpus.audio_dir), "--output", str(output)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = pq.read_table(output, columns=["path", "status"]).to_pylist()
-    files = [p for p in sample_corpus.audio_dir.rglob("*.mp3")]
-    assert sorted(Path(r["path"].removeprefix("file:")).name for r in rows) == sorted(
-        f.name for f in files
-    )
-    # Each worker ran an executor of the application, in its own working folder.
-    for index in (1, 2):
-        assert list((Path(two_workers.directory) / f"work-{index}").glob("app-*/*/stderr"))
 
 
 def test_bad_settings_and_a_taken_port_are_one_line(two_workers, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import time
 
 import pytest
 from job_loader import ROOT, load_job
@@ -162,3 +163,50 @@ def test_argument_types_accept(parse, text, expected):
 def test_argument_types_refuse(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
         parse(text)
+
+
+def _failing_barrier_stage(spark, args, config):
+    def fail(rows):
+        raise RuntimeError("a task of the barrier stage fails")
+
+    spark.sparkContext.parallelize(range(2), 2).barrier().mapPartitions(fail).collect()
+
+
+def test_a_failed_barrier_stage_exits_3_with_one_line(spark, capsys):
+    parser = job_parser("barrier_job", "a job whose barrier stage fails")
+    assert run_job(parser, _failing_barrier_stage, [], spark=spark) == jobs.EXIT_CLUSTER
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("barrier_job: a barrier stage lost one of its tasks, most often with")
+    assert "(Stage failed because barrier task ResultTask(" in line
+    assert line.endswith("(train.py --xgb-workers, train_cnn.py --num-processes)")
+
+
+def test_other_errors_keep_their_traceback(spark):
+    def broken(spark, args, config):
+        spark.sparkContext.parallelize(range(2), 2).map(lambda x: 1 / 0).collect()
+
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        run_job(job_parser("broken_job", "a job that fails"), broken, [], spark=spark)
+    assert jobs.cluster_failure(ZeroDivisionError("division by zero")) is None
+
+
+def test_a_job_short_of_barrier_slots_is_cancelled_and_exits_3(spark, capsys):
+    from fmagenre.platform.barrier import slots_guard, task_slots
+
+    assert task_slots(spark) == 2  # local[2]
+
+    def waits_for_three_slots(spark, args, config):
+        with slots_guard(spark, needed=3, what="--xgb-workers 3", wait_s=1.0):
+            spark.sparkContext.parallelize(range(2), 2).map(lambda x: time.sleep(20)).collect()
+
+    started = time.monotonic()
+    parser = job_parser("short_job", "a job whose barrier stage never gets its slots")
+    assert run_job(parser, waits_for_three_slots, [], spark=spark) == jobs.EXIT_CLUSTER
+    assert time.monotonic() - started < 15  # cancelled, not run to its end
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "short_job: a barrier stage needs 3 task slots at once (--xgb-workers 3) and the"
+        " cluster has had 2 for 1 s: rerun when the cluster has its executors back"
+    ), line
+    # The session still works.
+    assert spark.sparkContext.parallelize(range(4), 2).count() == 4

@@ -93,6 +93,7 @@ from fmagenre.ml.search import SearchResult, random_search
 from fmagenre.ml.search_space import LogUniform, read_search_space
 from fmagenre.ml.stratify import assign_folds, sample_quotas, stratified_sample
 from fmagenre.ml.training_data import CLASS_WEIGHTS, LabelledData, labelled_data
+from fmagenre.platform.barrier import slots_guard
 from fmagenre.platform.hadoop import hadoop_fs, read_bytes
 from fmagenre.tables.inputs import read_feature_rows, read_labels
 
@@ -841,9 +842,24 @@ def run(
         When ``output`` exists and ``options.overwrite`` is false.
     fmagenre.ml.classifiers.BarrierModeError
         When the session uses dynamic allocation, which XGBoost cannot train under.
+    fmagenre.platform.barrier.BarrierSlotsError
+        When the cluster has too few task slots for XGBoost's workers for longer than
+        Spark's barrier slot checks allow (an executor lost during the training).
     """
     options = options or TrainOptions()
-    external = list(external)
+    workers = options.xgb_workers or spark.sparkContext.defaultParallelism
+    with slots_guard(spark, needed=workers, what=f"XGBoost's --xgb-workers {workers}"):
+        return _train(spark, features, labels, output, options, list(external))
+
+
+def _train(
+    spark: SparkSession,
+    features: str,
+    labels: str,
+    output: str,
+    options: TrainOptions,
+    external: list[ExternalMember],
+) -> dict:
     check_names(external, MODEL_NAMES)
     started_at = datetime.now(UTC)
     started = time.perf_counter()

@@ -40,6 +40,7 @@ from fmagenre.network import require_torch
 from fmagenre.network.data import RunPlan, plan_run, qualified
 from fmagenre.network.model_dir import FORMAT, KIND, model_kind
 from fmagenre.network.report import markdown_report
+from fmagenre.platform.barrier import slots_guard
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_output
 from fmagenre.platform.threads import THREAD_VARS
 
@@ -187,7 +188,7 @@ def _one_thread() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _distribute(options: NetworkOptions, processes: int, job: dict) -> dict:
+def _distribute(spark: SparkSession, options: NetworkOptions, processes: int, job: dict) -> dict:
     from pyspark.ml.torch.distributor import TorchDistributor
 
     distributor = TorchDistributor(
@@ -195,7 +196,9 @@ def _distribute(options: NetworkOptions, processes: int, job: dict) -> dict:
     )
     from fmagenre.network.ranks import train_process
 
-    with _one_thread():
+    barrier_tasks = 1 if options.local_mode else processes
+    guard = slots_guard(spark, needed=barrier_tasks, what=f"--num-processes {processes}")
+    with _one_thread(), guard:
         result = distributor.run(train_process, job)
     if not isinstance(result, dict):
         raise RuntimeError(f"the training processes returned {result!r}, not their results")
@@ -327,7 +330,7 @@ def run(
         "info": info,
     }
     train_started = time.perf_counter()
-    result = _distribute(options, processes, job)
+    result = _distribute(spark, options, processes, job)
     timings["train"] = round(time.perf_counter() - train_started, 3)
     metrics = {
         "job": "train_cnn",

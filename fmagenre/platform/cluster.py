@@ -1,11 +1,12 @@
 """A Spark standalone cluster on this machine, for tests and for trying a job on real executors.
 
-``python -m fmagenre.platform.cluster start|stop|status`` starts a master and N workers from
+``python -m fmagenre.platform.cluster start|stop|status|repair`` starts a master and N workers from
 pyspark's own classes (``bin/spark-class``, no Spark download), each a JVM of its own bound to
 127.0.0.1, with one directory holding everything: ``cluster.json`` (the URL, the ports and the
 processes started), ``logs/`` and each worker's ``work-N/`` (its executors' working folders and
 logs). ``stop`` ends the processes that ``start`` recorded, with their process groups (the
-executors and their Python workers), and nothing else. A job then runs on it with
+executors and their Python workers), and nothing else; ``repair`` starts again the workers
+whose process has ended (a lost node, a ``kill -9``). A job then runs on it with
 ``--master spark://127.0.0.1:PORT`` (``status`` prints the URL)::
 
     python -m fmagenre.platform.cluster start --dir /tmp/fmagenre-cluster --workers 2
@@ -219,14 +220,7 @@ def start(
         cores=cores,
         memory=memory,
     )
-    env = {
-        **os.environ,
-        "JAVA_HOME": java_home,
-        "SPARK_HOME": str(spark_home()),
-        "SPARK_LOCAL_IP": HOST,
-        "SPARK_LOG_DIR": str(root / "logs"),
-        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-    }
+    env = _environment(cluster, java_home)
     ui = str(cluster.webui_port)
     cluster.pids.append(
         _launch(
@@ -236,23 +230,67 @@ def start(
             env,
         )
     )
-    for index in range(1, workers + 1):
-        work = root / f"work-{index}"
-        work.mkdir(exist_ok=True)
-        arguments = [WORKER_CLASS, "--host", HOST, "--cores", str(cores), "--memory", memory]
-        arguments += ["--work-dir", str(work), "--webui-port", "0", cluster.url]
-        cluster.pids.append(_launch(cluster, f"worker-{index}", arguments, env))
+    cluster.pids += [_launch_worker(cluster, index, env) for index in range(1, workers + 1)]
     _state_path(root).write_text(json.dumps(asdict(cluster), indent=2) + "\n")
+    _wait_for_workers(cluster, timeout, stop_on_failure=True)
+    return cluster
+
+
+def _environment(cluster: Cluster, java_home: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "JAVA_HOME": java_home,
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": HOST,
+        "SPARK_LOG_DIR": str(Path(cluster.directory) / "logs"),
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+    }
+
+
+def _launch_worker(cluster: Cluster, index: int, env: dict[str, str]) -> int:
+    work = Path(cluster.directory) / f"work-{index}"
+    work.mkdir(exist_ok=True)
+    arguments = [WORKER_CLASS, "--host", HOST, "--cores", str(cluster.cores)]
+    arguments += ["--memory", cluster.memory, "--work-dir", str(work), "--webui-port", "0"]
+    return _launch(cluster, f"worker-{index}", [*arguments, cluster.url], env)
+
+
+def _wait_for_workers(cluster: Cluster, timeout: float, *, stop_on_failure: bool) -> None:
     deadline = time.monotonic() + timeout
-    while alive_workers(cluster) < workers:
+    while alive_workers(cluster) < cluster.workers:
         ended = [pid for pid in cluster.pids if not _alive(pid)]
         if ended or time.monotonic() > deadline:
             why = "a process ended" if ended else f"not every worker registered in {timeout:g} s"
-            tail = _log_tail(str(root))
-            stop(root)
-            raise ClusterError(f"the cluster in {root} did not start: {why}\n{tail}")
+            tail = _log_tail(cluster.directory)
+            if stop_on_failure:
+                stop(cluster.directory)
+            raise ClusterError(f"the cluster in {cluster.directory} did not start: {why}\n{tail}")
         time.sleep(0.5)
-    return cluster
+
+
+def repair(directory: str | os.PathLike, *, timeout: float = START_TIMEOUT_S) -> list[int]:
+    """Start again the workers of the cluster in ``directory`` whose process has ended (a
+    lost node, a ``kill -9``), with their former settings and folders; return their indexes
+    (1 is the first worker).
+
+    Raises
+    ------
+    ClusterError
+        When the directory holds no cluster, its master is not running, or the workers do
+        not register in ``timeout`` seconds.
+    """
+    cluster = load(directory)
+    if not _alive(cluster.pids[0]):
+        raise ClusterError(f"the master of the cluster in {directory} is not running: start it")
+    env = _environment(cluster, ensure_java())
+    restarted = []
+    for index, pid in enumerate(cluster.pids[1:], start=1):
+        if not _alive(pid):
+            cluster.pids[index] = _launch_worker(cluster, index, env)
+            restarted.append(index)
+    _state_path(directory).write_text(json.dumps(asdict(cluster), indent=2) + "\n")
+    _wait_for_workers(cluster, timeout, stop_on_failure=False)
+    return restarted
 
 
 def stop(directory: str | os.PathLike, *, timeout: float = 20.0) -> list[int]:
@@ -297,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Exit status: 0 done; 2 something to change, said in one line (a port in use,"
         " no Java, no cluster in DIR); 1 any other failure.",
     )
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument(
+        "action",
+        choices=("start", "stop", "status", "repair"),
+        help="repair starts again the workers whose process has ended",
+    )
     parser.add_argument(
         "--dir",
         default="spark-cluster",
@@ -325,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "stop":
             ended = stop(args.dir)
             print(f"stopped {len(ended)} process(es) of the cluster in {args.dir}")
+        elif args.action == "repair":
+            restarted = repair(args.dir)
+            print(f"restarted worker(s) {restarted or 'none'}: {status_line(load(args.dir))}")
         else:
             print(status_line(load(args.dir)))
     except InputError as error:

@@ -63,6 +63,8 @@ NODE_VENV = "/opt/fmagenre/venv"
 #: numba's cache on the nodes, warmed by emr/bootstrap.sh (environment = "bootstrap").
 NODE_NUMBA_CACHE = "/opt/fmagenre/numba-cache"
 ARCHIVE_NAME = "fmagenre-env.tar.gz"
+#: Where the nodes' Python 3.11 lives (emr/bootstrap.sh installs it from the distribution).
+NODE_PYTHON_PREFIX = "/usr"
 STEPS = ("extract", "labels", "train", "predict", "segments")
 #: pip constraints (under emr/) by EMR release major version: the Spark the release runs.
 CONSTRAINTS = {7: "constraints-spark35.txt"}
@@ -152,10 +154,14 @@ def package(
     archive: bool,
     python: str = sys.executable,
     constraints: Path | None = None,
+    python_prefix: str = NODE_PYTHON_PREFIX,
 ) -> list[Path]:
     """Build the wheel (and, with ``archive``, the venv-pack environment) into ``dist``.
 
-    ``constraints`` is a pip constraints file for the archive's environment.
+    ``constraints`` is a pip constraints file for the archive's environment;
+    ``python_prefix`` is where the machines that unpack it have their Python 3.11 (its
+    ``bin/python``): EMR's nodes by default, the local one (``sys.base_prefix``) for a
+    cluster on this machine.
 
     Raises
     ------
@@ -191,9 +197,8 @@ def package(
         )
         _link_python_for_packing(env)
         target = dist / ARCHIVE_NAME
-        # The nodes' Python 3.11 (installed by emr/bootstrap.sh) lives under /usr.
         pack = [str(env / "bin" / "venv-pack"), "-p", str(env), "-o", str(target), "-f"]
-        subprocess.run([*pack, "--python-prefix", "/usr"], check=True)
+        subprocess.run([*pack, "--python-prefix", python_prefix], check=True)
         shutil.rmtree(env)
         built.append(target)
     return built

@@ -15,6 +15,10 @@ One exit rule for every job (:data:`EXIT_STATUS`):
   configuration file or ``--conf``, a path, the input data, an existing output. Every
   :class:`~fmagenre.errors.InputError`, :class:`FileNotFoundError` and
   :class:`FileExistsError` ends the job with one line on stderr, ``PROG: message``;
+* 3: the cluster failed under the job, and a rerun on a whole cluster succeeds: a barrier
+  stage (XGBoost's or the network's tasks, which start and end together) lost a task with its
+  executor, or needs more task slots at once than the cluster has left (:func:`cluster_failure`);
+  one line on stderr says so and what to do;
 * 1: the job failed for another reason: the exception propagates with its traceback.
 
 The argparse types of the jobs' options (:func:`int_range`, :data:`positive_int`,
@@ -41,12 +45,57 @@ if TYPE_CHECKING:
 
 EXIT_DONE = 0
 EXIT_INPUT = 2
+EXIT_CLUSTER = 3
 #: The exit statuses, as every job's ``--help`` ends.
 EXIT_STATUS = (
     "Exit status: 0 done (rows that record a file's error included); 2 something to change,"
     " said in one line on stderr (an option, the configuration file or --conf, a path, the"
-    " input data, an existing output); 1 any other failure, with its traceback."
+    " input data, an existing output); 3 the cluster lost executors that a barrier stage"
+    " (XGBoost, the network) needed: rerun when it is whole; 1 any other failure, with its"
+    " traceback."
 )
+
+#: Spark's words for a barrier stage that the cluster, not the job, failed: (marker, what
+#: happened). A barrier ResultStage is never retried: one lost task ends the job.
+_BARRIER_FAILURES = (
+    (
+        "Could not recover from a failed barrier ResultStage",
+        "a barrier stage lost one of its tasks, most often with its executor",
+    ),
+    ("[SPARK-24819]", "a barrier stage needs more task slots at once than the cluster has"),
+    # fmagenre.platform.barrier.BarrierSlotsError: its own message says it.
+    ("[fmagenre] a barrier stage needs", None),
+)
+_REASON = re.compile(r"Most recent failure reason:\s*(.*)")
+
+
+def cluster_failure(error: BaseException) -> str | None:
+    """What to tell the user when ``error`` (or an error it was raised from) is a barrier
+    stage that the cluster failed; None for any other error.
+
+    XGBoost's ``num_workers`` tasks and the network's processes run as a Spark barrier stage:
+    they start together and exchange data all along, so an executor lost in the middle (a
+    node gone, a spot instance reclaimed, a ``kill -9``) fails them all, and Spark aborts the
+    job rather than retry a result stage.
+    """
+    seen = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        text = str(error)
+        for marker, what in _BARRIER_FAILURES:
+            if marker in text:
+                reason = _REASON.search(text)
+                detail = f" ({reason.group(1).strip()})" if reason else ""
+                if what is None:
+                    what, detail = text.splitlines()[0].removeprefix("[fmagenre] "), ""
+                return (
+                    f"{what}{detail}: rerun when the cluster has its executors back (its outputs"
+                    " so far are intact), or with fewer tasks that start together"
+                    " (train.py --xgb-workers, train_cnn.py --num-processes)"
+                )
+        error = error.__cause__ or error.__context__
+    return None
+
 
 #: What a job does once its session is built: ``job(spark, args, config)``.
 JobFunction = Callable[["SparkSession", argparse.Namespace, Config], None]
@@ -156,6 +205,12 @@ def run_job(
     except (InputError, FileNotFoundError, FileExistsError) as error:
         print(error_line(parser.prog, error), file=sys.stderr)
         return EXIT_INPUT
+    except Exception as error:
+        what = cluster_failure(error)
+        if what is None:
+            raise
+        print(f"{parser.prog}: {what}", file=sys.stderr)
+        return EXIT_CLUSTER
     return EXIT_DONE
 
 
