@@ -190,6 +190,7 @@ def test_other_errors_keep_their_traceback(spark):
     assert jobs.cluster_failure(ZeroDivisionError("division by zero")) is None
 
 
+@pytest.mark.slow
 def test_a_job_short_of_barrier_slots_is_cancelled_and_exits_3(spark, capsys):
     from fmagenre.platform.barrier import slots_guard, task_slots
 
