@@ -25,7 +25,8 @@ SPARK35_TESTS := tests/test_cluster_chain.py tests/test_ensemble.py tests/test_s
 	tests/test_network_inference.py::test_the_timeline_of_a_network_shows_its_windows \
 	tests/test_external_members.py tests/test_unreachable_master.py tests/test_job_paths.py \
 	tests/test_bench_spark_cluster.py \
-	tests/test_job_runner.py::test_a_failed_barrier_stage_exits_3_with_one_line \
+	tests/test_job_runner.py::test_a_barrier_task_s_own_error_keeps_its_traceback \
+	tests/test_cluster_lost_worker.py::test_a_barrier_stage_that_loses_its_executor_exits_3 \
 	tests/test_job_runner.py::test_a_job_short_of_barrier_slots_is_cancelled_and_exits_3 \
 	--deselect tests/test_ensemble.py::test_real_models_predict_the_same_after_reloading \
 	--deselect tests/test_external_members.py::test_training_with_a_member

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -135,3 +136,47 @@ def test_training_that_loses_a_worker_exits_3_then_a_rerun_succeeds(
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["test"]["ensemble"]["accuracy"] > 0.5
     print(f"lost worker during training: exit {code}, {line!r}; rerun after repair: exit 0")
+
+
+BARRIER_LOSS_JOB = """
+import os, signal, sys, time
+from fmagenre.platform.jobs import job_parser, run_job
+
+def kill_own_executor(rows):
+    from pyspark import BarrierTaskContext
+    context = BarrierTaskContext.get()
+    context.barrier()
+    if context.partitionId() == 1:
+        daemon = os.getppid()  # this Python worker's daemon, a child of the executor's JVM
+        with open(f"/proc/{daemon}/stat") as stat:
+            executor = int(stat.read().rsplit(")", 1)[1].split()[1])
+        os.kill(executor, signal.SIGKILL)
+    time.sleep(60)
+    yield 0
+
+def job(spark, args, config):
+    spark.sparkContext.parallelize(range(2), 2).barrier().mapPartitions(kill_own_executor).collect()
+
+sys.exit(run_job(job_parser("barrier_loss", "a barrier stage that loses an executor"), job))
+"""
+
+
+def test_a_barrier_stage_that_loses_its_executor_exits_3(cluster_dir, tmp_path):
+    jobs = _jobs(cluster_dir, tmp_path)
+    script = tmp_path / "barrier_loss.py"
+    script.write_text(BARRIER_LOSS_JOB)
+    result = subprocess.run(
+        jobs.submit(script, "--config", str(jobs.config)),
+        capture_output=True,
+        text=True,
+        env=jobs.env(),
+        timeout=300,
+    )
+    assert result.returncode == EXIT_CLUSTER, result.stdout[-3000:]
+    # Under spark-submit, the Python driver's stderr comes on stdout.
+    lines = result.stdout.splitlines()
+    (line,) = [line for line in lines if line.startswith("barrier_loss: ")]
+    assert line.startswith(
+        "barrier_loss: a barrier stage lost one of its tasks with its executor (ExecutorLostFailure"
+    ), line
+    assert "rerun when the cluster has its executors back" in line

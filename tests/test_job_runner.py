@@ -165,20 +165,20 @@ def test_argument_types_refuse(parse, text, message):
         parse(text)
 
 
-def _failing_barrier_stage(spark, args, config):
+def test_a_barrier_task_s_own_error_keeps_its_traceback(spark):
+    """Not the cluster's doing: exit 1 with the error (a lost executor: the lost-worker
+    tests)."""
+
     def fail(rows):
         raise RuntimeError("a task of the barrier stage fails")
 
-    spark.sparkContext.parallelize(range(2), 2).barrier().mapPartitions(fail).collect()
+    def job(spark, args, config):
+        spark.sparkContext.parallelize(range(2), 2).barrier().mapPartitions(fail).collect()
 
-
-def test_a_failed_barrier_stage_exits_3_with_one_line(spark, capsys):
-    parser = job_parser("barrier_job", "a job whose barrier stage fails")
-    assert run_job(parser, _failing_barrier_stage, [], spark=spark) == jobs.EXIT_CLUSTER
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("barrier_job: a barrier stage lost one of its tasks, most often with")
-    assert "(Stage failed because barrier task ResultTask(" in line
-    assert line.endswith("(train.py --xgb-workers, train_cnn.py --num-processes)")
+    with pytest.raises(Exception, match="a task of the barrier stage fails") as raised:
+        run_job(job_parser("barrier_job", "a job whose barrier task fails"), job, [], spark=spark)
+    assert "Could not recover from a failed barrier ResultStage" in str(raised.value)
+    assert jobs.cluster_failure(raised.value) is None
 
 
 def test_other_errors_keep_their_traceback(spark):

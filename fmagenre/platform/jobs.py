@@ -55,18 +55,19 @@ EXIT_STATUS = (
     " traceback."
 )
 
-#: Spark's words for a barrier stage that the cluster, not the job, failed: (marker, what
-#: happened). A barrier ResultStage is never retried: one lost task ends the job.
+#: Spark's words for a barrier stage that the cluster, not the job, failed: (markers, what
+#: happened). A barrier ResultStage is never retried: one lost task ends the job; it is the
+#: cluster's doing when the task was lost with its executor (a task's own error is the job's).
 _BARRIER_FAILURES = (
     (
-        "Could not recover from a failed barrier ResultStage",
-        "a barrier stage lost one of its tasks, most often with its executor",
+        ("Could not recover from a failed barrier ResultStage", "ExecutorLostFailure"),
+        "a barrier stage lost one of its tasks with its executor",
     ),
-    ("[SPARK-24819]", "a barrier stage needs more task slots at once than the cluster has"),
+    (("[SPARK-24819]",), "a barrier stage needs more task slots at once than the cluster has"),
     # fmagenre.platform.barrier.BarrierSlotsError: its own message says it.
-    ("[fmagenre] a barrier stage needs", None),
+    (("[fmagenre] a barrier stage needs",), None),
 )
-_REASON = re.compile(r"Most recent failure reason:\s*(.*)")
+_LOST = re.compile(r"(ExecutorLostFailure[^\n]*)")
 
 
 def cluster_failure(error: BaseException) -> str | None:
@@ -76,16 +77,17 @@ def cluster_failure(error: BaseException) -> str | None:
     XGBoost's ``num_workers`` tasks and the network's processes run as a Spark barrier stage:
     they start together and exchange data all along, so an executor lost in the middle (a
     node gone, a spot instance reclaimed, a ``kill -9``) fails them all, and Spark aborts the
-    job rather than retry a result stage.
+    job rather than retry a result stage. A barrier task that fails by its own error (a bug,
+    bad parameters) is not the cluster's doing: None, and the job keeps its traceback.
     """
     seen = []
     while error is not None and error not in seen:
         seen.append(error)
         text = str(error)
-        for marker, what in _BARRIER_FAILURES:
-            if marker in text:
-                reason = _REASON.search(text)
-                detail = f" ({reason.group(1).strip()})" if reason else ""
+        for markers, what in _BARRIER_FAILURES:
+            if all(marker in text for marker in markers):
+                lost = _LOST.search(text)
+                detail = f" ({lost.group(1).strip()})" if lost else ""
                 if what is None:
                     what, detail = text.splitlines()[0].removeprefix("[fmagenre] "), ""
                 return (
