@@ -38,8 +38,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser = job_parser(
         "compare_models",
         "Fit every algorithm on every feature set (each MIR family, combinations, all,"
-        " the selected columns, PCA) on sampled training tracks, score it on the test"
-        " tracks, one Spark task per cell under a time limit. Writes results.csv,"
+        " the selected columns, PCA; musicnn and mir+musicnn when the table holds the"
+        " musicnn family: jobs/extract_features.py --families mir,musicnn) on sampled"
+        " training tracks, score it on the test tracks, one Spark task per cell under a"
+        " time limit. Writes results.csv,"
         " tables.md (accuracy, kappa, macro F1, fit minutes) and heatmap.png; a failed"
         " or timed-out cell is reported in its row.",
     )
@@ -57,7 +59,8 @@ def make_parser() -> argparse.ArgumentParser:
         default=",".join(THESIS_COMBINATIONS),
         metavar="A+B,...",
         help="family combinations added as feature sets, comma-separated, '' for none"
-        " (default: the thesis' six)",
+        " (default: the thesis' six); mir names the 518 MIR columns, musicnn the network's"
+        " 450 (e.g. mfcc+musicnn)",
     )
     parser.add_argument(
         "--pca-components",
@@ -70,7 +73,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--feature-sets",
         type=comma_list(),
         metavar="NAME,...",
-        help="run only these feature sets: families, combinations, all, selected, pca",
+        help="run only these feature sets: families, combinations, all, selected, pca,"
+        " musicnn, mir+musicnn",
     )
     parser.add_argument(
         "--algorithms",

@@ -127,6 +127,16 @@ def make_parser() -> argparse.ArgumentParser:
         help="patches per track, evenly spaced, 12 KiB each ([extract] patch_count, default 16)",
     )
     parser.add_argument(
+        "--families",
+        metavar="LIST",
+        help="feature families: mir (the 518, always), or mir,musicnn to add the pretrained"
+        " musicnn network's 450 columns in the same decoding (mean and std of its 200-value"
+        " embedding over 3 s patches, mean of its 50 tag scores; about 1 s of a core per"
+        " minute of audio more; 'musicnn_error' says why a file has none, e.g. too_short"
+        " under 3 s); rerunning with other families redoes the files ([extract] families,"
+        " default mir)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="extract every file again; once done, the table holds this run's rows alone and"
@@ -150,6 +160,7 @@ def configure(args: argparse.Namespace, config: Config) -> Config:
         timeout_s=args.timeout,
         patches=args.patches,
         patch_count=args.patch_count,
+        families=args.families,
     )
     return dataclasses.replace(config, extract=extract)
 

@@ -68,7 +68,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--families",
         type=comma_list(),
         metavar="LIST",
-        help=f"comma-separated MIR families to use ({', '.join(FAMILY_SIZES)}); default all",
+        help="comma-separated feature families: mir (the 518 MIR columns), musicnn (the"
+        " pretrained network's 450: a table extracted with --families mir,musicnn) or MIR"
+        f" families ({', '.join(FAMILY_SIZES)}); e.g. mir,musicnn; default mir",
     )
     features.add_argument(
         "--columns-file",

@@ -32,10 +32,10 @@ from fmagenre.audio.feature_sets import (
     choose_feature_sets,
     read_column_list,
 )
-from fmagenre.audio.names import flat_names
+from fmagenre.audio.names import flat_names, musicnn_names
 from fmagenre.platform.figures import new_figure, png_bytes
 from fmagenre.platform.hadoop import read_bytes, write_output
-from fmagenre.tables.inputs import InputTableError, read_feature_rows, read_labels
+from fmagenre.tables.inputs import InputTableError, has_musicnn, read_feature_rows, read_labels
 
 DEFAULT_MAX_TRAIN_ROWS = 20_000
 DEFAULT_MAX_TEST_ROWS = 20_000
@@ -51,7 +51,12 @@ TABLES = (
 
 
 def collect_split(
-    table: DataFrame, *, max_train_rows: int, max_test_rows: int, seed: int
+    table: DataFrame,
+    *,
+    max_train_rows: int,
+    max_test_rows: int,
+    seed: int,
+    columns: Sequence[str],
 ) -> GridData:
     """Bounded samples of the train and test rows as grid data (fold 0 train, 1 test).
 
@@ -62,13 +67,13 @@ def collect_split(
     """
     limits = {"train": max_train_rows, "test": max_test_rows}
     sample = sample_groups(
-        table, by="split", limits=limits, columns=["genre_top", *flat_names()], seed=seed
+        table, by="split", limits=limits, columns=["genre_top", *columns], seed=seed
     )
     for split in limits:
         if not (sample["split"] == split).any():
             raise InputTableError(f"no labelled {split} track has features")
     return GridData.from_frame(
-        sample, (sample["split"] == "test").to_numpy(np.int64), flat_names(), label="genre_top"
+        sample, (sample["split"] == "test").to_numpy(np.int64), columns, label="genre_top"
     )
 
 
@@ -90,7 +95,8 @@ def compare(
     ----------
     spark : SparkSession
     table : DataFrame
-        ``genre_top``, ``split`` and the 518 features (:func:`labelled_features`).
+        ``genre_top``, ``split`` and the 518 features (:func:`labelled_features`), then the
+        musicnn family's 450 when a feature set uses them.
     feature_sets : sequence of FeatureSet
     algorithms : sequence of str
         Keys of :data:`fmagenre.analysis.algorithms.ALGORITHMS`.
@@ -110,9 +116,15 @@ def compare(
     check_algorithms(list(algorithms))
     if not feature_sets:
         raise ValueError("no feature set to compare")
-    cells = make_cells(feature_sets, algorithms, flat_names(), slow_kernel_rows=slow_kernel_rows)
+    used = {column for feature_set in feature_sets for column in feature_set.columns}
+    columns = (*flat_names(), *(musicnn_names() if used & set(musicnn_names()) else ()))
+    cells = make_cells(feature_sets, algorithms, columns, slow_kernel_rows=slow_kernel_rows)
     data = collect_split(
-        table, max_train_rows=max_train_rows, max_test_rows=max_test_rows, seed=seed
+        table,
+        max_train_rows=max_train_rows,
+        max_test_rows=max_test_rows,
+        seed=seed,
+        columns=columns,
     )
     return run_cells(spark, data, cells, timeout=cell_timeout, seed=seed)
 
@@ -218,7 +230,9 @@ def run(
         Components of the ``pca`` set; 0 leaves it out.
     feature_sets : sequence of str or None
         Names of the sets to run (None: every set defined); see
-        :mod:`fmagenre.audio.feature_sets`.
+        :mod:`fmagenre.audio.feature_sets`. A table that holds the musicnn family also
+        defines ``musicnn`` and ``mir+musicnn``; every set is then evaluated on the tracks
+        that have musicnn values.
     algorithms : sequence of str or None
         Algorithms to run (None: all nine).
     max_train_rows, max_test_rows, slow_kernel_rows, cell_timeout, seed
@@ -249,12 +263,22 @@ def run(
     selected = None
     if columns_file is not None:
         selected = read_column_list(columns_file, read=partial(read_bytes, spark))
+    rows = read_feature_rows(spark, features, columns=("track_id", *flat_names()))
+    musicnn = has_musicnn(rows)
     available = build_feature_sets(
-        combinations=combinations, selected=selected, pca_components=pca_components
+        combinations=combinations,
+        selected=selected,
+        pca_components=pca_components,
+        musicnn=musicnn,
     )
     sets = choose_feature_sets(available, feature_sets)
-    rows = read_feature_rows(spark, features, columns=("track_id", *flat_names()))
-    table = labelled_features(rows, read_labels(spark, labels))
+    columns = (*flat_names(), *(musicnn_names() if musicnn else ()))
+    if not musicnn and any(set(s.columns) & set(musicnn_names()) for s in sets):
+        raise InputTableError(
+            f"{features} holds no musicnn values: extract them with jobs/extract_features.py"
+            " --families mir,musicnn, or leave the musicnn sets out"
+        )
+    table = labelled_features(rows, read_labels(spark, labels), columns=columns)
     results = compare(
         spark,
         table,

@@ -22,19 +22,22 @@ from fmagenre.audio.names import flat_names
 from fmagenre.tables.inputs import LABEL_COLUMNS, ok_rows, one_row_per_track
 
 
-def labelled_features(features: DataFrame, labels: DataFrame) -> DataFrame:
-    """``track_id``, ``genre_top``, ``split`` and the 518 features of labelled ``ok`` rows,
-    one row per track id.
+def labelled_features(
+    features: DataFrame, labels: DataFrame, *, columns: Sequence[str] | None = None
+) -> DataFrame:
+    """``track_id``, ``genre_top``, ``split`` and the feature ``columns`` (default: the 518) of
+    labelled ``ok`` rows, one row per track id.
 
     Rows without a track id, and rows with an undefined feature (null or NaN), are left out:
     models cannot take them.
     """
+    columns = list(flat_names() if columns is None else columns)
     keys = labels.select(*LABEL_COLUMNS).where(F.col("genre_top").isNotNull())
     return (
-        one_row_per_track(ok_rows(features).select("track_id", *flat_names()))
-        .dropna(subset=list(flat_names()))
+        one_row_per_track(ok_rows(features).select("track_id", *columns))
+        .dropna(subset=columns)
         .join(keys, "track_id")
-        .select(*LABEL_COLUMNS, *flat_names())
+        .select(*LABEL_COLUMNS, *columns)
     )
 
 

@@ -1,13 +1,16 @@
-"""Feature sets: MIR families, lists of columns, and the column-list file format.
+"""Feature sets: MIR families, musicnn, lists of columns, and the column-list file format.
 
-Columns always come in FMA's order (:func:`fmagenre.audio.names.flat_names`), whatever the order
-they were asked in, so that a feature set has one vector layout. The training job takes all 518
-columns, some families (``--families``) or a column list (``--columns-file``:
+Columns always come in one order (:func:`fmagenre.audio.names.all_feature_names`: FMA's 518,
+then the musicnn family's 450), whatever the order they were asked in, so that a feature set
+has one vector layout. A family is one of the 11 MIR families (``mfcc``...), ``mir`` (all 11:
+the 518 columns) or ``musicnn`` (the 450 columns of the pretrained network, in tables extracted
+with ``--families mir,musicnn``). The training job takes all 518 columns, some families
+(``--families``: ``mir,musicnn`` for both) or a column list (``--columns-file``:
 :func:`select_feature_columns`). The analysis jobs name a feature set as
 
-* a MIR family (``mfcc``): its columns, all seven statistics;
-* a combination of families joined by ``+`` (``mfcc+spectral_contrast``);
-* ``all``: the 518 columns;
+* a family (``mfcc``, ``musicnn``): its columns (a MIR family's seven statistics);
+* a combination of families joined by ``+`` (``mfcc+spectral_contrast``, ``mir+musicnn``);
+* ``all``: the 518 MIR columns;
 * ``selected``: the columns of a column-list file (``select_features``' output);
 * ``pca``: the 518 columns reduced to N principal components inside each model's pipeline.
 
@@ -23,10 +26,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from fmagenre.audio.names import FAMILY_SIZES, STATISTICS, family_of, flat_names
+from fmagenre.audio.names import (
+    FAMILY_SIZES,
+    MUSICNN,
+    STATISTICS,
+    all_feature_names,
+    family_of,
+    flat_names,
+    musicnn_names,
+)
 from fmagenre.errors import InputError, shown_names
 
+#: The 11 MIR families.
 FAMILIES: tuple[str, ...] = tuple(FAMILY_SIZES)
+#: All 11 MIR families, as one name.
+MIR = "mir"
+#: Every name :func:`family_columns` takes.
+FAMILY_NAMES: tuple[str, ...] = (*FAMILIES, MIR, MUSICNN)
 ALL, SELECTED, PCA = "all", "selected", "pca"
 #: The combinations of the thesis' Table 5 (its mfcc/ctr/chr/cen/ton/rmse: MFCC, spectral
 #: contrast, chroma CENS, spectral centroid, tonnetz, RMS energy).
@@ -71,25 +87,34 @@ class FeatureSet:
 
 
 def family_columns(families: Iterable[str]) -> tuple[str, ...]:
-    """The flat columns of some MIR families (``mfcc``, ``spectral_contrast``...), in FMA's
-    order; names are stripped of white space, empty ones skipped.
+    """The flat columns of some families (``mfcc``, ``spectral_contrast``..., ``mir`` for all
+    518, ``musicnn``), in the tables' order; names are stripped of white space, empty ones
+    skipped.
 
     Raises
     ------
     FeatureSetError
-        On a name that is not one of :data:`FAMILIES` (the message lists them), or none.
+        On a name that is not one of :data:`FAMILY_NAMES` (the message lists them), or none.
     """
     wanted = {family.strip() for family in families} - {""}
     if not wanted:
         raise FeatureSetError("no feature family given")
-    unknown = sorted(wanted - set(FAMILIES))
+    unknown = sorted(wanted - set(FAMILY_NAMES))
     if unknown:
         raise FeatureSetError(
             f"unknown feature famil{'y' if len(unknown) == 1 else 'ies'}"
             f" {shown_names([repr(name) for name in unknown])}; valid families:"
-            f" {', '.join(FAMILIES)}"
+            f" {', '.join(FAMILY_NAMES)}"
         )
-    return tuple(name for name in flat_names() if family_of(name) in wanted)
+    if MIR in wanted:
+        wanted |= set(FAMILIES)
+    return tuple(name for name in all_feature_names() if family_of(name) in wanted)
+
+
+def families_of(columns: Iterable[str]) -> str:
+    """``mir``, ``musicnn`` or ``mir,musicnn``: the family groups some columns come from."""
+    groups = {MUSICNN if family_of(column) == MUSICNN else MIR for column in columns}
+    return ",".join(group for group in (MIR, MUSICNN) if group in groups)
 
 
 def check_columns(columns: Iterable[str], *, source: str = "feature columns") -> tuple[str, ...]:
@@ -105,16 +130,17 @@ def check_columns(columns: Iterable[str], *, source: str = "feature columns") ->
     wanted = set(columns)
     if not wanted:
         raise FeatureSetError(f"{source}: no feature column given")
-    unknown = sorted(wanted - set(flat_names()))
+    unknown = sorted(wanted - set(all_feature_names()))
     if unknown:
         raise FeatureSetError(
             f"{source}: {len(unknown)} unknown feature column(s):"
             f" {shown_names([repr(name) for name in unknown])}; valid columns are"
             " FAMILY_STATISTIC_NN (e.g. mfcc_mean_01, NN from 01 to the family's size) with"
             f" families {', '.join(f'{f} ({n})' for f, n in FAMILY_SIZES.items())} and"
-            f" statistics {', '.join(STATISTICS)}"
+            f" statistics {', '.join(STATISTICS)}, and the musicnn family's"
+            f" {musicnn_names()[0]} ... {musicnn_names()[-1]}"
         )
-    return tuple(name for name in flat_names() if name in wanted)
+    return tuple(name for name in all_feature_names() if name in wanted)
 
 
 def parse_combination(text: str) -> tuple[str, ...]:
@@ -227,11 +253,13 @@ def build_feature_sets(
     combinations: Sequence[str] = THESIS_COMBINATIONS,
     selected: Sequence[str] | None = None,
     pca_components: int = THESIS_PCA_COMPONENTS,
+    musicnn: bool = False,
 ) -> dict[str, FeatureSet]:
     """Every feature set the options define, by name.
 
-    The families, the combinations, ``all``, ``selected`` (when ``selected`` columns are
-    given) and ``pca`` (when ``pca_components`` > 0).
+    The MIR families, the combinations, ``all``, ``selected`` (when ``selected`` columns are
+    given), ``pca`` (when ``pca_components`` > 0), then with ``musicnn`` (a table that holds
+    the musicnn family) ``musicnn`` and ``mir+musicnn``.
 
     Raises
     ------
@@ -252,6 +280,9 @@ def build_feature_sets(
         sets[SELECTED] = FeatureSet(SELECTED, check_columns(selected, source="selected columns"))
     if pca_components:
         sets[PCA] = FeatureSet(PCA, flat_names(), pca_components)
+    if musicnn:
+        for name in (MUSICNN, f"{MIR}+{MUSICNN}"):
+            sets[name] = FeatureSet(name, family_columns(name.split("+")))
     return sets
 
 

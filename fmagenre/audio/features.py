@@ -357,6 +357,38 @@ def _patches_or_error(
         return None, f"feature_error: {exc}"
 
 
+class MusicnnValues:
+    """The musicnn family of a track and of its windows, from one pass of the network over
+    the track's patches (:func:`fmagenre.audio.musicnn.patch_outputs`)."""
+
+    def __init__(self, y: np.ndarray, sr: int):
+        from fmagenre.audio import musicnn
+
+        self.error: str | None = None
+        try:
+            self.starts, self.embeddings, self.tags = musicnn.patch_outputs(y, sr)
+        except musicnn.MusicnnError as exc:
+            self.error = str(exc)
+        except MemoryError as exc:
+            self.error = f"out_of_memory: {exc}"
+        self._summary = musicnn.summary
+        self._seconds = musicnn.PATCH_SECONDS
+
+    def track(self) -> np.ndarray | None:
+        """The track's 450 values; None with :attr:`error`."""
+        return None if self.error else self._summary(self.embeddings, self.tags)
+
+    def window(self, start_s: float, end_s: float) -> tuple[np.ndarray | None, str | None]:
+        """(values, None) over the patches that lie within a window, or (None, the reason)."""
+        if self.error:
+            return None, self.error
+        inside = (self.starts >= start_s - 1e-6) & (self.starts + self._seconds <= end_s + 1e-6)
+        if not inside.any():
+            detail = f"no {self._seconds:.3g} s musicnn patch lies within {start_s:g}-{end_s:g} s"
+            return None, f"too_short: {detail}"
+        return self._summary(self.embeddings[inside], self.tags[inside]), None
+
+
 def extract_windows(
     y: np.ndarray,
     sr: int,
@@ -365,12 +397,14 @@ def extract_windows(
     hop: float,
     fma_compat: bool = True,
     patches: PatchSettings | None = None,
+    musicnn: MusicnnValues | None = None,
 ) -> WindowFeatures:
     """The 518 features of each window of a mono signal (:mod:`fmagenre.audio.windows`' rule).
 
     Each window gets the recipe of :func:`extract` on its own samples, as if it were a track;
     with ``patches``, also its log-mel patches (``patches.window_count`` of the window's
-    seconds, evenly spaced inside it) or the reason it has none.
+    seconds, evenly spaced inside it) or the reason it has none; with ``musicnn`` (the
+    track's), the family's values over the track's musicnn patches that lie within the window.
 
     Raises
     ------
@@ -393,6 +427,10 @@ def extract_windows(
         ]
         result.patches = [p for p, _ in found]
         result.patch_errors = [e for _, e in found]
+    if musicnn is not None:
+        found = [musicnn.window(a / sr, b / sr) for a, b in bounds]
+        result.musicnn = [v for v, _ in found]
+        result.musicnn_errors = [e for _, e in found]
     return result
 
 
@@ -408,6 +446,10 @@ class WindowFeatures:
     patches: list[np.ndarray | None] | None = None
     #: When patches are asked: why a window has no patches ("reason: detail"), else None.
     patch_errors: list[str | None] | None = None
+    #: When musicnn is asked: each window's 450 values, or None.
+    musicnn: list[np.ndarray | None] | None = None
+    #: When musicnn is asked: why a window has no values, else None.
+    musicnn_errors: list[str | None] | None = None
 
 
 @dataclass
@@ -433,6 +475,11 @@ class TrackFeatures:
     #: When patches are asked and there are none: "reason: detail" (the file's error when
     #: it has no features; too_short, silent). None otherwise.
     patch_error: str | None = None
+    #: The musicnn family's 450 float32 values (:func:`fmagenre.audio.names.musicnn_names`),
+    #: when asked for and computed.
+    musicnn: np.ndarray | None = None
+    #: When musicnn is asked and there are none: "reason: detail", as ``patch_error``.
+    musicnn_error: str | None = None
 
 
 def analyse(
@@ -444,6 +491,7 @@ def analyse(
     window: float | None = None,
     hop: float | None = None,
     patches: PatchSettings | None = None,
+    musicnn: bool = False,
 ) -> TrackFeatures:
     """Decode and extract one file, turning every failure into a result, never an exception.
 
@@ -457,6 +505,8 @@ def analyse(
     (:func:`fmagenre.audio.patches.log_mel_patches` of the same decoded samples), and each
     window's; where there are none, ``patch_error`` says why: the file's error when its
     features fail (undecodable, silent...), ``too_short`` when it is shorter than one patch.
+    With ``musicnn``, likewise the musicnn family (:class:`MusicnnValues`) and
+    ``musicnn_error``.
     """
     step = window if hop is None else hop
     if window is not None:
@@ -467,7 +517,16 @@ def analyse(
 
     def failed(error: str, reason: str, **meta) -> TrackFeatures:
         patch_error = error if patches is not None else None
-        return TrackFeatures(None, "error", error, reason, patch_error=patch_error, **meta)
+        musicnn_error = error if musicnn else None
+        return TrackFeatures(
+            None,
+            "error",
+            error,
+            reason,
+            patch_error=patch_error,
+            musicnn_error=musicnn_error,
+            **meta,
+        )
 
     try:
         decoded = decode.decode(source, max_duration=max_duration)
@@ -487,6 +546,7 @@ def analyse(
         return failed(f"silent: {detail}", "silent", **meta)
     try:
         values = extract(decoded.y, decoded.sr, fma_compat=fma_compat)
+        network = MusicnnValues(decoded.y, decoded.sr) if musicnn else None
         windows = None
         if window is not None:
             windows = extract_windows(
@@ -496,6 +556,7 @@ def analyse(
                 hop=step,
                 fma_compat=fma_compat,
                 patches=patches,
+                musicnn=network,
             )
     except (ValueError, librosa.ParameterError, MemoryError) as exc:
         reason = "out_of_memory" if isinstance(exc, MemoryError) else "feature_error"
@@ -504,7 +565,14 @@ def analyse(
     if patches is not None:
         track_patches, patch_error = _patches_or_error(decoded.y, decoded.sr, patches)
     return TrackFeatures(
-        values, "ok", windows=windows, patches=track_patches, patch_error=patch_error, **meta
+        values,
+        "ok",
+        windows=windows,
+        patches=track_patches,
+        patch_error=patch_error,
+        musicnn=None if network is None else network.track(),
+        musicnn_error=None if network is None else network.error,
+        **meta,
     )
 
 

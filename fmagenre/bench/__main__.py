@@ -1,5 +1,5 @@
 """Benchmarks: ``python -m fmagenre.bench COMMAND``: extract, spark, analysis, train, balance,
-parity, cpu-drift, segments, network.
+parity, cpu-drift, segments, network, musicnn, similar.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -25,6 +25,8 @@ COMMANDS = {
     "parity": ("parity", "the Spark models against scikit-learn and xgboost, same split"),
     "balance": ("balance", "class weights and vote schemes: per-genre recall, ensemble"),
     "network": ("network", "the spectrogram network: patches' cost, training, inference, scores"),
+    "musicnn": ("musicnn", "the musicnn family: its cost, and scores with and without it"),
+    "similar": ("similar", "similarity search: index build, IVF against exact, recall@10"),
 }
 
 

@@ -32,9 +32,9 @@ from urllib.parse import unquote, urlsplit
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fmagenre.audio.names import flat_names
+from fmagenre.audio.names import MUSICNN_MODEL, flat_names
 from fmagenre.audio.patches import PatchSettings
-from fmagenre.extraction.worker import RESULT_SCHEMA, WINDOW_SCHEMA, analyse_frames
+from fmagenre.extraction.worker import MUSICNN_COLUMNS, RESULT_SCHEMA, WINDOW_SCHEMA, analyse_frames
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs
 from fmagenre.platform.session import session_settings
@@ -88,9 +88,11 @@ def patch_settings(config: ExtractConfig) -> PatchSettings | None:
 def settings_key(config: ExtractConfig, patches: PatchSettings | None = None) -> str:
     """The settings that change a file's values, as stored in the ``settings`` column:
     ``max_duration``, ``fma_compat``, then ``;`` and the patch settings' key when there are
-    ``patches``."""
+    ``patches``, then ``;musicnn=MODEL`` when the musicnn family is asked."""
     key = f"max_duration={config.max_duration:g};fma_compat={str(config.fma_compat).lower()}"
-    return key if patches is None else f"{key};{patches.key()}"
+    if patches is not None:
+        key = f"{key};{patches.key()}"
+    return f"{key};musicnn={MUSICNN_MODEL}" if config.musicnn else key
 
 
 def track_id_column(path: Column) -> Column:
@@ -241,6 +243,8 @@ def extraction_frame(
         )
         if patches is None:
             windows = windows.drop("patches", "patch_error")
+        if not config.musicnn:
+            windows = windows.drop(*MUSICNN_COLUMNS)
         return windows.withColumn("track_id", track_id_column(F.col("path")))
     results = reduce(DataFrame.unionByName, sources).mapInPandas(
         partial(analyse_frames, config=config, patches=patches), RESULT_SCHEMA
@@ -285,9 +289,10 @@ def run_extraction(
 
     A file is extracted again when its size or modification time changed, or when the
     extractor version or a value-changing setting (``max_duration``, ``fma_compat``, the
-    patches asked by ``patches`` and ``patch_count``) did; files with error rows are tried
-    again. With ``config.patches`` the rows also hold each file's log-mel patches
-    (:func:`extraction_frame`).
+    patches asked by ``patches`` and ``patch_count``, the ``families``) did; files with error
+    rows are tried again. With ``config.patches`` the rows also hold each file's log-mel
+    patches (:func:`extraction_frame`), with ``musicnn`` in ``config.families`` the musicnn
+    family.
 
     Parameters
     ----------
@@ -331,7 +336,7 @@ def run_extraction(
         len(todo),
         len(chunks),
     )
-    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0, "patches": 0}
+    totals = {"rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0, "patches": 0, "musicnn": 0}
     for index, files in enumerate(chunks):
         chunk = chunk_id(run_id, index)
         log.info("chunk %d/%d: extracting %d files", index + 1, len(chunks), len(files))
@@ -348,6 +353,7 @@ def run_extraction(
         totals["ok"] += stats["ok"]
         totals["analysed_s"] += stats["analysed_s"]
         totals["patches"] += stats["patches"]
+        totals["musicnn"] += stats["musicnn"]
         for reason, count in stats["errors"].items():
             totals["errors"][reason] = totals["errors"].get(reason, 0) + count
         log.info(
@@ -381,6 +387,7 @@ def run_extraction(
         "errors": dict(sorted(totals["errors"].items())),
         "missing": len(todo) - totals["rows"],
         "with_patches": totals["patches"],
+        "with_musicnn": totals["musicnn"],
         "chunks": len(chunks),
         "table_rows": view["rows"],
         "analysed_s": round(totals["analysed_s"], 3),
@@ -408,6 +415,11 @@ def format_summary(summary: Mapping) -> str:
         *(
             [f"  with patches          {summary['with_patches']}"]
             if summary["config"].get("patches")
+            else []
+        ),
+        *(
+            [f"  with musicnn          {summary['with_musicnn']}"]
+            if "musicnn" in summary["config"].get("families", "")
             else []
         ),
         f"  table rows            {summary['table_rows']} (one per file)",

@@ -223,6 +223,7 @@ def analyse_isolated(
     window: float | None = None,
     hop: float | None = None,
     patches: PatchSettings | None = None,
+    musicnn: bool = False,
 ) -> TrackFeatures:
     """:func:`fmagenre.audio.features.analyse` of ``content`` in the analysing child; never raises.
 
@@ -241,6 +242,8 @@ def analyse_isolated(
     patches : PatchSettings or None
         Also the log-mel patches (of the track and of each window), which the child's reply
         carries in the result.
+    musicnn : bool
+        Also the musicnn family (of the track and of each window).
     """
     global _child
     if _child is None or _child.owner != os.getpid():
@@ -256,6 +259,8 @@ def analyse_isolated(
         settings.update(window=window, hop=hop)
     if patches is not None:
         settings["patches"] = patches
+    if musicnn:
+        settings["musicnn"] = True
     started = time.monotonic()
     deadline = started + (timeout_s or BASE_TIMEOUT_S)
     buffer, result, analysed_s, ended = b"", None, None, True

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
 
-from fmagenre.audio.names import N_FEATURES, flat_names
+from fmagenre.audio.names import flat_names, musicnn_names
 from fmagenre.audio.patches import PatchSettings, patches_to_bytes
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.threads import THREAD_VARS
@@ -52,6 +52,8 @@ RESULT_SCHEMA = StructType(
 )
 
 
+#: The musicnn family's columns, then why a row has none.
+MUSICNN_COLUMNS = (*musicnn_names(), "musicnn_error")
 #: Rows of a windowed analysis (:func:`analyse_frames` with ``window``): per file, one row
 #: with a null ``window`` (the whole track, or the file's error), then one row per window.
 #: ``patches`` and ``patch_error`` are those of the track, or of the window (null when not
@@ -69,6 +71,7 @@ WINDOW_SCHEMA = StructType(
         *(f for f in RESULT_SCHEMA.fields if f.name in flat_names()),
         *(f for f in RESULT_SCHEMA.fields if f.name in ("status", "error", "error_reason")),
         *(f for f in RESULT_SCHEMA.fields if f.name in ("patches", "patch_error")),
+        *(f for f in RESULT_SCHEMA.fields if f.name in MUSICNN_COLUMNS),
     ]
 )
 
@@ -86,22 +89,24 @@ def pin_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def _feature_columns(features: Sequence[np.ndarray | None]) -> dict[str, pd.arrays.FloatingArray]:
-    """The 518 feature columns of rows with ``features`` (None: no features, the row is null).
+def _feature_columns(
+    features: Sequence[np.ndarray | None], names: Sequence[str] | None = None
+) -> dict[str, pd.arrays.FloatingArray]:
+    """The feature columns ``names`` (default: the 518) of rows with ``features`` (None: no
+    features, the row is null).
 
     They are pandas' masked float32 arrays: the mask makes error rows null, while the NaN of
     an undefined statistic stays NaN (a plain float column would turn it to null).
     """
-    values = np.full((len(features), N_FEATURES), np.nan, dtype=np.float32)
+    names = flat_names() if names is None else names
+    values = np.full((len(features), len(names)), np.nan, dtype=np.float32)
     missing = np.ones(len(features), dtype=bool)
     for i, row in enumerate(features):
         if row is not None:
             values[i] = row
             missing[i] = False
     by_column = np.ascontiguousarray(values.T)
-    return {
-        name: pd.arrays.FloatingArray(by_column[j], missing) for j, name in enumerate(flat_names())
-    }
+    return {name: pd.arrays.FloatingArray(by_column[j], missing) for j, name in enumerate(names)}
 
 
 def _stored(patches: np.ndarray | None) -> bytes | None:
@@ -133,6 +138,10 @@ def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[floa
         extract_s=pd.array(seconds, dtype="Float64"),
         patches=[_stored(r.patches) for r in results],
         patch_error=meta("patch_error"),
+    )
+    columns.update(_feature_columns([r.musicnn for r in results], musicnn_names()))
+    columns.update(
+        musicnn_error=meta("musicnn_error"),
         modified_us=pd.array(list(frame["modified_us"]), dtype="Int64"),
     )
     return pd.DataFrame(columns)
@@ -140,7 +149,7 @@ def _result_frame(frame: pd.DataFrame, results: Sequence, seconds: Sequence[floa
 
 def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
     """Worker output of a windowed analysis: :data:`WINDOW_SCHEMA`'s columns."""
-    rows, values = [], []
+    rows, values, musicnn = [], [], []
     for path, size, result in zip(frame["path"], frame["file_size"], results, strict=True):
         file = {
             "path": path,
@@ -160,9 +169,11 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
                 "end_s": result.analysed_s,
                 "patches": _stored(result.patches),
                 "patch_error": result.patch_error,
+                "musicnn_error": result.musicnn_error,
             }
         )
         values.append(result.features)
+        musicnn.append(result.musicnn)
         windows = result.windows
         for k in range(0 if windows is None else len(windows.start_s)):
             rows.append(
@@ -173,9 +184,11 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
                     "end_s": windows.end_s[k],
                     "patches": None if windows.patches is None else _stored(windows.patches[k]),
                     "patch_error": None if windows.patches is None else windows.patch_errors[k],
+                    "musicnn_error": None if windows.musicnn is None else windows.musicnn_errors[k],
                 }
             )
             values.append(windows.values[k])
+            musicnn.append(None if windows.musicnn is None else windows.musicnn[k])
     out = pd.DataFrame(rows)
     columns = {
         "path": out["path"],
@@ -192,6 +205,8 @@ def _window_frame(frame: pd.DataFrame, results: Sequence) -> pd.DataFrame:
         columns[name] = out[name]
     columns["patches"] = list(out["patches"])
     columns["patch_error"] = list(out["patch_error"])
+    columns.update(_feature_columns(musicnn, musicnn_names()))
+    columns["musicnn_error"] = list(out["musicnn_error"])
     return pd.DataFrame(columns)
 
 
@@ -239,9 +254,12 @@ def analyse_frames(
                     window=window,
                     hop=hop,
                     patches=patches,
+                    musicnn=config.musicnn,
                 )
             if patches is not None and result.patches is None and result.patch_error is None:
                 result.patch_error = result.error
+            if config.musicnn and result.musicnn is None and result.musicnn_error is None:
+                result.musicnn_error = result.error
             seconds.append(time.perf_counter() - started)
             results.append(result)
             if result.status != "ok":

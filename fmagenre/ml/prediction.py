@@ -17,6 +17,7 @@ of non-``ok`` rows are then nulled, so no file is read twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import musicnn_names
 from fmagenre.audio.patches import PatchSettings
 from fmagenre.errors import InputError, shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
@@ -54,6 +56,8 @@ class Scorer(Protocol):
 
     #: The patches it needs from extraction; None for none.
     patch_settings: PatchSettings | None
+    #: Whether it needs the musicnn family from extraction.
+    musicnn: bool
 
     def predictions(
         self, rows: DataFrame, *, extra: Sequence[str] = (), scores: bool = False
@@ -123,9 +127,31 @@ def predictions(
             f" the model directory's {MEMBERS_DIR}/<name>)"
         )
     ok = F.col("status") == "ok" if "status" in rows.columns else F.lit(True)
+    status = F.col("status") if "status" in rows.columns else F.lit("ok")
+    error = column_or_null(rows, "error", "string")
+    musicnn = [column for column in model.getFeatureCols() if column in musicnn_names()]
+    if musicnn:
+        # A row without the musicnn values the model needs is an error row: never imputed.
+        lacking = ok & F.col(musicnn[0]).isNull()
+        why = F.coalesce(
+            column_or_null(rows, "musicnn_error", "string"),
+            F.lit("no_musicnn: the model needs the musicnn family (--families mir,musicnn)"),
+        )
+        status = F.when(lacking, F.lit("error")).otherwise(status)
+        error = F.when(lacking, why).otherwise(error)
+        ok = ok & ~lacking
     keys = ("track_id", "path", "status", "error", *extra)
     kept = [column for column in keys if column in rows.columns]
-    scored = model.transform(rows.select(*kept, *model.getFeatureCols(), *margins, ok.alias("_ok")))
+    scored = model.transform(
+        rows.select(
+            *kept,
+            *model.getFeatureCols(),
+            *margins,
+            ok.alias("_ok"),
+            status.alias("_status"),
+            error.alias("_error"),
+        )
+    )
 
     def when_ok(column):
         return F.when(F.col("_ok"), column)
@@ -146,8 +172,8 @@ def predictions(
     return scored.select(
         column_or_null(rows, "track_id", "long").alias("track_id"),
         column_or_null(rows, "path", "string").alias("path"),
-        (F.col("status") if "status" in rows.columns else F.lit("ok")).alias("status"),
-        column_or_null(rows, "error", "string").alias("error"),
+        F.col("_status").alias("status"),
+        F.col("_error").alias("error"),
         *extra,
         when_ok(F.col(model.getLabelNameCol())).alias("genre"),
         when_ok(F.col(model.getPredictionCol())).alias("prediction"),
@@ -211,8 +237,12 @@ def run(
     if scorer is None:
         model = load_model(spark, model_dir)
         score, patches = partial(predictions, model), None
+        musicnn = bool(set(model.getFeatureCols()) & set(musicnn_names()))
     else:
         score, patches = partial(scorer.predictions, scores=True), scorer.patch_settings
+        musicnn = scorer.musicnn
+    if musicnn:
+        extract = dataclasses.replace(extract, families="mir,musicnn")
     require_path(spark, "--input", input)
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")

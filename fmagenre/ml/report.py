@@ -278,7 +278,8 @@ def markdown_report(metrics: Mapping) -> str:
         f" labels `{metrics['inputs']['labels']}`; model `{metrics['model']}`.",
         "",
         _row_counts(rows, metrics["labels"]),
-        f"- {metrics['features']['count']} feature columns: "
+        f"- {metrics['features']['count']} feature columns"
+        f" ({metrics['features'].get('set', 'mir')}): "
         + ", ".join(f"{family} ({n})" for family, n in metrics["features"]["families"].items()),
         f"- random search: {options['candidates']} candidates, stratified {options['folds']}-fold"
         f" cross-validation, Cohen's kappa; seed {options['seed']};"

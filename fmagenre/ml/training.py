@@ -57,7 +57,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fmagenre.audio.feature_sets import select_feature_columns
+from fmagenre.audio.feature_sets import families_of, select_feature_columns
 from fmagenre.audio.names import family_of, flat_names
 from fmagenre.metrics.classification import (
     classification_summary,
@@ -751,7 +751,12 @@ def _metrics(
             "xgb_workers": settings.xgb_workers,
             "svc_parallelism": settings.parallelism,
         },
-        "features": {"count": len(columns), "families": families, "columns": columns},
+        "features": {
+            "set": families_of(columns),
+            "count": len(columns),
+            "families": families,
+            "columns": columns,
+        },
         "labels": data.labels,
         "rows": {
             "train_total": sum(data.counts["train"].values()),

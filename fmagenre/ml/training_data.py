@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import musicnn_names
 from fmagenre.errors import shown_names
 from fmagenre.ml.classifiers import LABEL_COL, WEIGHT_COL
 from fmagenre.ml.stratify import label_lookup
@@ -89,8 +90,10 @@ def labelled_data(
 ) -> LabelledData:
     """Join the ``ok`` feature rows to their labels; index the genres; weigh them.
 
-    A track with several ok rows (the same track id under two paths) counts once, with one
-    of its rows; with ``windows``, the rows are windows of tracks (``jobs/segments.py
+    Rows without musicnn values are left out when ``columns`` hold some (a table extracted
+    without them, a track shorter than one of its patches). A track with several ok rows
+    (the same track id under two paths) counts once, with one of its rows; with
+    ``windows``, the rows are windows of tracks (``jobs/segments.py
     --keep-features``: those with a ``window``), all kept. Only track ids and labels are read
     here; the features stay lazy.
 
@@ -134,6 +137,15 @@ def labelled_data(
             " feature set with --families or --columns-file"
         )
     ok = ok_rows(features)
+    musicnn = [column for column in columns if column in musicnn_names()]
+    if musicnn:
+        # A track too short for one musicnn patch has none: it cannot be imputed, it is left out.
+        ok = ok.where(F.col(musicnn[0]).isNotNull())
+        if not ok.limit(1).count():
+            raise InputTableError(
+                "features: no ok row holds musicnn values: extract the table with"
+                " jobs/extract_features.py --families mir,musicnn, or train on --families mir"
+            )
     if windows:
         if "window" not in features.columns:
             raise InputTableError(

@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
+from fmagenre.audio.names import musicnn_names
 from fmagenre.audio.patches import PatchSettings, patches_from_bytes
 from fmagenre.errors import InputError
 from fmagenre.ml.ensemble import VotingEnsembleModel
@@ -254,6 +255,8 @@ class Predictor:
         The voters, whose ``vote_<name>`` and ``scores_<name>`` columns the output holds.
     patch_settings : PatchSettings or None
         The patches the model needs from extraction; None for none.
+    musicnn : bool
+        Whether it needs the musicnn family from extraction.
     """
 
     kind: str
@@ -261,6 +264,13 @@ class Predictor:
     patch_settings: PatchSettings | None
     ensemble: VotingEnsembleModel | None = None
     network: NetworkModel | None = None
+
+    @property
+    def musicnn(self) -> bool:
+        """Whether the model needs the musicnn family from extraction."""
+        return self.ensemble is not None and bool(
+            set(self.ensemble.getFeatureCols()) & set(musicnn_names())
+        )
 
     def predictions(
         self, rows: DataFrame, *, extra: Sequence[str] = (), scores: bool = False

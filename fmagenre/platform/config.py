@@ -69,6 +69,10 @@ def parse_faults(setting: str) -> list[tuple[str, str]]:
     return faults
 
 
+#: Feature families the extraction computes.
+EXTRACT_FAMILIES = ("mir", "musicnn")
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     """Settings of the feature extraction job (``[extract]``)."""
@@ -102,6 +106,10 @@ class ExtractConfig:
     patches: bool = False
     #: Patches per track, evenly spaced over the analysed audio (12 KiB each).
     patch_count: int = 16
+    #: Feature families, comma-separated: ``mir`` (the 518, always) and ``musicnn`` (the
+    #: pretrained network's 450: embedding mean and std, tag means; about 1 s of a core per
+    #: minute of audio more; see fmagenre.audio.musicnn).
+    families: str = "mir"
 
     def __post_init__(self):
         if not self.glob:
@@ -122,6 +130,17 @@ class ExtractConfig:
             raise ValueError(f"partitions must be 0 (automatic) or more, got {self.partitions}")
         if not 1 <= self.max_file_mb <= 2047:
             raise ValueError(f"max_file_mb must be between 1 and 2047, got {self.max_file_mb}")
+        families = [name.strip() for name in self.families.split(",") if name.strip()]
+        if "mir" not in families or not set(families) <= set(EXTRACT_FAMILIES):
+            raise ValueError(
+                f"families must be mir or mir,musicnn (the table always holds the 518 MIR"
+                f" features), got {self.families!r}"
+            )
+
+    @property
+    def musicnn(self) -> bool:
+        """Whether the musicnn family is extracted too."""
+        return "musicnn" in (name.strip() for name in self.families.split(","))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from fmagenre.audio.names import flat_names
+from fmagenre.audio.names import flat_names, musicnn_names
 from fmagenre.errors import InputError, shown_names
 from fmagenre.platform.hadoop import (
     hadoop_fs,
@@ -97,17 +97,25 @@ TRAILING_FIELDS = (
     StructField("patches", BinaryType()),
     StructField("patch_error", StringType()),
 )
+#: The musicnn family, when asked (null otherwise), and why a file asked for has none.
+MUSICNN_FIELDS = (
+    *(StructField(name, FloatType()) for name in musicnn_names()),
+    StructField("musicnn_error", StringType()),
+)
 #: The feature table: metadata, the 518 flat float32 features in FMA's order, the same values
 #: as an ML-ready ``features`` array (null on error rows), status and lineage (the file's
 #: modification time and the value-changing settings it was extracted with), then the log-mel
 #: patches when asked (``patches``: the bytes of :func:`fmagenre.audio.patches.patches_to_bytes`,
-#: else null; ``patch_error``: why a file asked for has none). Tables written before the two
-#: patch columns existed read with them null.
+#: else null; ``patch_error``: why a file asked for has none), then the musicnn family's 450
+#: columns when asked (:func:`fmagenre.audio.names.musicnn_names`; ``musicnn_error``: why a
+#: file asked for has none). Tables written before the patch or musicnn columns existed read
+#: with them null.
 FEATURE_SCHEMA = StructType(
     [
         *LEADING_FIELDS,
         *(StructField(name, FloatType()) for name in flat_names()),
         *TRAILING_FIELDS,
+        *MUSICNN_FIELDS,
     ]
 )
 
@@ -219,8 +227,8 @@ def publish_chunk(
 
     ``frame`` must have :data:`FEATURE_SCHEMA`'s columns; ``chunk`` is a :func:`chunk_id`;
     ``description`` names the Spark job that computes and writes the rows. The counts
-    (``rows``, ``ok``, ``errors`` by reason, ``analysed_s``, rows with ``patches``) are read
-    back from the committed
+    (``rows``, ``ok``, ``errors`` by reason, ``analysed_s``, rows with ``patches``, rows with
+    ``musicnn`` values) are read back from the committed
     files and stored in the marker. The view is not refreshed: see :func:`refresh_view`.
     """
     directory = _join(output, RUNS, chunk)
@@ -236,16 +244,18 @@ def publish_chunk(
                 F.count(F.lit(1)).alias("n"),
                 F.sum("analysed_s").alias("analysed_s"),
                 F.count("patches").alias("patches"),
+                F.count(musicnn_names()[0]).alias("musicnn"),
             )
             .collect()
         )
     finally:
         context.setJobDescription(None)
     stats = {"chunk_id": chunk, "rows": 0, "ok": 0, "errors": {}, "analysed_s": 0.0}
-    stats["patches"] = 0
+    stats["patches"] = stats["musicnn"] = 0
     for row in counts:
         stats["rows"] += row.n
         stats["patches"] += row.patches
+        stats["musicnn"] += row.musicnn
         stats["analysed_s"] += row.analysed_s or 0.0
         if row.status == "ok":
             stats["ok"] += row.n

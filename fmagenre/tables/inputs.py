@@ -15,6 +15,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import musicnn_names
 from fmagenre.errors import InputError, shown_names
 from fmagenre.platform.hadoop import path_exists
 from fmagenre.tables.feature_table import is_feature_table, published_chunks, read_features
@@ -131,6 +132,14 @@ def ok_rows(rows: DataFrame) -> DataFrame:
     """The ``ok`` feature rows with a track id (rows without a ``status`` column count as ok)."""
     rows = rows.where(F.col("track_id").isNotNull())
     return rows.where(F.col("status") == "ok") if "status" in rows.columns else rows
+
+
+def has_musicnn(rows: DataFrame) -> bool:
+    """Whether feature rows hold the musicnn family: its columns, with values in an ok row."""
+    names = musicnn_names()
+    if not set(names) <= set(rows.columns):
+        return False
+    return bool(ok_rows(rows).where(F.col(names[0]).isNotNull()).limit(1).count())
 
 
 def one_row_per_track(rows: DataFrame) -> DataFrame:

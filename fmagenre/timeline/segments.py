@@ -24,6 +24,7 @@ columns: the training rows of ``jobs/train.py --windows``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -296,6 +297,8 @@ def run(
             "no --model: pass one, or --keep-features to write the windows' features only"
         )
     model = load_predictor(spark, model_dir) if model_dir is not None else None
+    if model is not None and model.musicnn:
+        extract = dataclasses.replace(extract, families="mir,musicnn")
     labels = None
     if options.labels is not None:
         require_path(spark, "--labels", options.labels)
