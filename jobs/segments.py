@@ -19,6 +19,7 @@ from fmagenre.platform.jobs import (
     job_parser,
     non_negative_int,
     positive_float,
+    positive_int,
     run_job,
 )
 from fmagenre.timeline.segments import SPLITS, SegmentOptions, format_summary, run
@@ -103,6 +104,21 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="put each file's audio in its page (base64) instead of a relative link",
     )
+    parser.add_argument(
+        "--similar",
+        type=hadoop_path,
+        metavar="INDEX",
+        help="index of jobs/similar.py: each page lists the file's nearest indexed tracks"
+        " (linked to their pages where written), also written to OUTPUT/similar as"
+        " jobs/similar.py's query rows",
+    )
+    parser.add_argument(
+        "--similar-k",
+        type=positive_int,
+        default=10,
+        metavar="K",
+        help="nearest tracks per file with --similar (default %(default)s)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     return parser
 
@@ -116,6 +132,8 @@ def segments(spark: SparkSession, args: argparse.Namespace, config: Config) -> N
         keep_features=args.keep_features,
         max_pages=args.max_pages,
         embed_audio=args.embed_audio,
+        similar=args.similar,
+        similar_k=args.similar_k,
         overwrite=args.overwrite,
     )
     summary = run(

@@ -27,7 +27,7 @@ from fmagenre.platform.jobs import (
     run_job,
 )
 from fmagenre.similarity.evaluation import format_evaluation, run_evaluation
-from fmagenre.similarity.index import DEFAULT_PROBES, build_index, format_build
+from fmagenre.similarity.index import MIN_PROBES, build_index, format_build
 from fmagenre.similarity.search import format_query, run_query
 from fmagenre.similarity.space import SimilarityError
 
@@ -56,8 +56,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--families",
         type=comma_list(),
         metavar="FAMILY,...",
-        help="feature families of the space (e.g. mfcc,spectral_contrast); default: the 518"
-        " MIR columns",
+        help="feature families of the space: mir (the 518 MIR columns, the default), musicnn"
+        " (the pretrained network's 450: a table extracted with --families mir,musicnn),"
+        " mir,musicnn, or MIR families (e.g. mfcc,spectral_contrast)",
     )
     parser.add_argument(
         "--pca",
@@ -77,7 +78,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--probes",
         type=positive_int,
         metavar="N",
-        help=f"lists an IVF query probes (default: the index's, {DEFAULT_PROBES} when built)",
+        help="lists an IVF query probes (default: the index's; when built, a tenth of the"
+        f" lists, at least {MIN_PROBES})",
     )
     parser.add_argument(
         "--labels",
@@ -115,8 +117,8 @@ def make_parser() -> argparse.ArgumentParser:
         type=comma_list(),
         default=[],
         metavar="FAMILY,...",
-        help="with --evaluate --features: spaces to compare, each its own index (e.g. mfcc"
-        " mfcc,spectral_contrast)",
+        help="with --evaluate --features: spaces to compare, each its own index (e.g. mir"
+        " musicnn mir,musicnn)",
     )
     parser.add_argument(
         "--max-queries",
@@ -196,7 +198,7 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
             pca=args.pca,
             labels=args.labels,
             lists=args.lists,
-            probes=args.probes or DEFAULT_PROBES,
+            probes=args.probes or 0,
             seed=args.seed,
             overwrite=args.overwrite,
         )

@@ -34,7 +34,7 @@ ALLOWED = {
     | {"network"},
     "synthetic": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
     "timeline": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
-    | {"network"},
+    | {"network", "similarity"},
     # Tracks like this one: nothing imports it but the bench (and the jobs).
     "similarity": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
     "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}

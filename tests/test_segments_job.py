@@ -162,3 +162,53 @@ def test_bad_options_exit_2_with_one_line(job, spark, sample_corpus, tmp_path, a
         assert job.main(full, spark=spark) == 2
     (line,) = errors.getvalue().strip().splitlines()
     assert line.startswith("segments: ") and message in line
+
+
+@pytest.fixture(scope="module")
+def similar_timeline(job, spark, sample_corpus, trained_model, labels, tmp_path_factory):
+    """The sample extracted with musicnn, its index on mir+musicnn, and the timeline with the
+    3 nearest tracks on its pages."""
+    root = tmp_path_factory.mktemp("similar")
+    audio = str(sample_corpus.audio_dir)
+    features, index, output = root / "features", root / "index", root / "timeline"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        argv = ["--input", audio, "--output", str(features), "--families", "mir,musicnn"]
+        assert load_job("extract_features").main(argv, spark=spark) == 0
+        argv = ["--features", str(features), "--families", "mir,musicnn", "--output", str(index)]
+        assert load_job("similar").main([*argv, "--labels", str(labels[0])], spark=spark) == 0
+    argv = ["--model", str(trained_model.output), "--input", audio, "--output", str(output)]
+    argv += ["--similar", str(index), "--similar-k", "3"]
+    printed = _run(job, spark, *argv)
+    return output, printed, pq.read_table(output / "similar").to_pandas()
+
+
+def test_each_page_lists_the_nearest_tracks_linked_to_their_pages(similar_timeline, labels):
+    from fmagenre.timeline import browser as tb
+
+    output, printed, similar = similar_timeline
+    assert f"  similar {output}/similar (3 nearest tracks of each file in " in printed
+    ok = similar[similar["rank"].notna()]
+    assert set(ok.groupby("query")["rank"].apply(sorted).map(tuple)) == {(1, 2, 3)}
+    assert (ok["query_track_id"] != ok["track_id"]).all()  # never itself
+    genres = ok["track_id"].map(labels[1])  # NaN: a track the label table dropped
+    assert (ok["genre"].fillna("-") == genres.fillna("-")).all() and genres.notna().any()
+    assert sorted(similar.loc[similar["rank"].isna(), "error_reason"]) == sorted(BAD)
+    pages = {p.name for p in output.joinpath("pages").glob("[0-9]*.html")}
+    first = ok["query_track_id"].min()
+    query = ok[ok["query_track_id"] == first].sort_values("rank")
+    with tb.chromium() as browser:
+        page = tb.open_page(browser, output / "pages" / f"{int(first)}.html")
+        items = page.locator("#similar li")
+        assert items.count() == 3
+        for i, neighbour in enumerate(query.itertuples()):
+            item = items.nth(i)
+            assert item.get_attribute("data-rank") == str(i + 1)
+            assert item.locator(".genre").text_content() == neighbour.genre
+            assert f"distance {neighbour.distance:.3g}" in item.text_content()
+            name = f"{int(neighbour.track_id)}.html"
+            assert name in pages and item.locator("a").get_attribute("href") == name
+        items.nth(0).locator("a").click()
+        page.wait_for_url(f"**/{int(query['track_id'].iloc[0])}.html")
+        assert page.locator("#similar li").count() == 3
+        page.close()

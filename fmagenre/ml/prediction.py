@@ -145,7 +145,7 @@ def predictions(
     scored = model.transform(
         rows.select(
             *kept,
-            *model.getFeatureCols(),
+            *(column for column in model.getFeatureCols() if column not in kept),
             *margins,
             ok.alias("_ok"),
             status.alias("_status"),

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from fmagenre.platform.hadoop import path_exists, write_output
 from fmagenre.platform.session import session_settings
-from fmagenre.similarity.index import DEFAULT_PROBES, Index, build_index, read_index
+from fmagenre.similarity.index import Index, build_index, read_index
 from fmagenre.similarity.search import timed_search
 from fmagenre.similarity.space import SimilarityError
 from fmagenre.tables.inputs import InputTableError, read_labels
@@ -196,7 +196,7 @@ def run_evaluation(
                 pca=pca,
                 labels=labels,
                 lists=lists,
-                probes=probes or DEFAULT_PROBES,
+                probes=probes or 0,
                 seed=seed,
                 overwrite=True,
             )

@@ -53,8 +53,8 @@ STAGING = "_staging"
 FORMAT = 1
 #: At most this many vectors per centroid train k-means (FAISS warns under 39).
 TRAIN_PER_LIST = 64
-#: Lists probed by default by an IVF query.
-DEFAULT_PROBES = 16
+#: Fewest lists probed by default by an IVF query (more on large indexes: :func:`default_probes`).
+MIN_PROBES = 16
 KMEANS_ITERATIONS = 20
 
 
@@ -226,6 +226,13 @@ def default_lists(tracks: int) -> int:
     return max(1, round(math.sqrt(tracks)))
 
 
+def default_probes(lists: int) -> int:
+    """Lists an IVF query probes by default: a tenth of them, at least :data:`MIN_PROBES`
+    (measured with ``python -m fmagenre.bench similar``: recall@10 0.967 at 100,000
+    generated tracks, 316 lists, 32 probes; 0.95 at 10,000 tracks, 100 lists, 16 probes)."""
+    return min(lists, max(MIN_PROBES, math.ceil(lists / 10)))
+
+
 def build_index(
     spark: SparkSession,
     *,
@@ -237,7 +244,7 @@ def build_index(
     pca: int = 0,
     labels: str | None = None,
     lists: int = 0,
-    probes: int = DEFAULT_PROBES,
+    probes: int = 0,
     seed: int = 0,
     overwrite: bool = False,
 ) -> dict:
@@ -263,7 +270,8 @@ def build_index(
     lists : int
         IVF lists (k-means centroids); 0: :func:`default_lists` of the tracks.
     probes : int
-        Lists an IVF query probes by default (the query may say otherwise).
+        Lists an IVF query probes by default (the query may say otherwise); 0:
+        :func:`default_probes` of the lists.
     seed : int
         Of k-means.
     overwrite : bool
@@ -281,8 +289,8 @@ def build_index(
         When ``output`` exists and ``overwrite`` is false.
     """
     started = time.perf_counter()
-    if lists < 0 or probes < 1:
-        raise SimilarityError("--lists must be at least 0 (0: automatic), --probes at least 1")
+    if lists < 0 or probes < 0:
+        raise SimilarityError("--lists and --probes must be at least 0 (0: automatic)")
     output = output.rstrip("/")
     prepare_output(spark, output, overwrite=overwrite)
     rows = read_feature_rows(spark, features, option="--features", columns=("path", *columns))
@@ -311,6 +319,7 @@ def build_index(
     staged = spark.read.parquet(staging)
     indexed = staged.count()
     lists = min(lists or default_lists(indexed), indexed)
+    probes = probes or default_probes(lists)
     log.info("k-means: %d lists over %d tracks (%d dimensions)", lists, indexed, space.dim)
     sample = staged
     if indexed > TRAIN_PER_LIST * lists:

@@ -17,6 +17,7 @@ A query that is itself in the index (same track id, or same path) is not its own
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import musicnn_names
 from fmagenre.errors import shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
 from fmagenre.platform.config import ExtractConfig
@@ -323,6 +325,39 @@ def result_rows(queries: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def neighbours(
+    spark: SparkSession,
+    index: Index,
+    rows: pd.DataFrame,
+    *,
+    k: int,
+    labels: Sequence[str],
+    source: str,
+    probes: int | None = None,
+) -> pd.DataFrame:
+    """The rows of :data:`OUTPUT_SCHEMA` for feature rows already on the driver (see
+    :func:`queries_from_rows`): the ``k`` nearest indexed tracks of each ``ok`` row, by IVF
+    search with ``probes`` (None: the index's default), itself excluded.
+
+    Raises
+    ------
+    IndexMismatchError
+        See :func:`check_rows`.
+    """
+    queries, vectors = queries_from_rows(index, rows, labels=labels, source=source)
+    ok = queries["status"] == "ok"
+    found = search(
+        spark,
+        index,
+        vectors,
+        k=k,
+        probes=probes or index.manifest["probes"],
+        track_ids=queries.loc[ok, "query_track_id"].tolist(),
+        paths=queries.loc[ok, "query_path"].tolist(),
+    )
+    return result_rows(queries, found)
+
+
 def timed_search(spark, index, vectors, **options) -> tuple[pd.DataFrame, float]:
     """:func:`search` and its wall seconds."""
     started = time.perf_counter()
@@ -383,7 +418,8 @@ def run_query(
     columns : sequence of str or None
         The columns the user asked for (``--families``): they must be the index's.
     extract : ExtractConfig or None
-        Extraction settings for audio queries.
+        Extraction settings for audio queries (the musicnn family is added when the index
+        uses it).
     overwrite : bool
         Replace an existing output.
 
@@ -413,6 +449,8 @@ def run_query(
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
     extract = extract or ExtractConfig()
+    if set(built.space.columns) & set(musicnn_names()):
+        extract = dataclasses.replace(extract, families="mir,musicnn")
     if track_ids:
         queries, vectors = queries_from_tracks(spark, built, track_ids)
         kind = "tracks"

@@ -162,7 +162,12 @@ def audio_data_uri(data: bytes, mime: str = "audio/mpeg") -> str:
 
 
 def render_page(
-    track: Mapping, windows: Sequence[Mapping], *, models: Sequence[str], audio_src: str | None
+    track: Mapping,
+    windows: Sequence[Mapping],
+    *,
+    models: Sequence[str],
+    audio_src: str | None,
+    neighbours: Sequence[Mapping] | None = None,
 ) -> str:
     """The HTML page of one track: player, genre strip, current window, votes and summary.
 
@@ -181,6 +186,11 @@ def render_page(
     audio_src : str or None
         The ``src`` of the audio player (a relative URL or a ``data:`` URI); None when the
         page has no audio: the timeline is shown all the same.
+    neighbours : sequence of mapping or None
+        The track's nearest tracks by rank (``jobs/similar.py``'s rows: ``rank``,
+        ``track_id``, ``path``, ``genre``, ``distance``; ``page``: the file name of the
+        neighbour's page beside this one, or None), listed under "Tracks like this one";
+        None: no such section.
 
     Returns
     -------
@@ -213,6 +223,7 @@ def render_page(
         _strip(windows, span),
         _now(models, bool(windows)),
         _legend(genres),
+        *([] if neighbours is None else [_neighbours(neighbours)]),
         f'<script type="application/json" id="timeline-data">{_json(data)}</script>',
         f"<script>{_SCRIPT}</script>",
     ]
@@ -422,6 +433,26 @@ def _player(track: Mapping, audio_src: str | None) -> str:
         f'<audio id="player" controls preload="metadata" src="{escape(audio_src)}"></audio>'
         '<p id="audio-note" class="note" hidden></p>'
     )
+
+
+def _neighbours(neighbours: Sequence[Mapping]) -> str:
+    """The nearest tracks: rank, file (linked to its page where there is one), genre,
+    distance."""
+    if not neighbours:
+        items = '<p class="muted">No indexed track near this one.</p>'
+    else:
+        rows = []
+        for n in sorted(neighbours, key=lambda n: n["rank"]):
+            name = escape(_file_name(n))
+            if n.get("page"):
+                name = f'<a href="{escape(n["page"])}">{name}</a>'
+            track = "" if n.get("track_id") is None else f"track {int(n['track_id'])} · "
+            rows.append(
+                f'<li data-rank="{int(n["rank"])}">{name} <span class="muted">{track}'
+                f"distance {float(n['distance']):.3g}</span> {_genre_label(n.get('genre'))}</li>"
+            )
+        items = f"<ol>{''.join(rows)}</ol>"
+    return f'<section id="similar"><h2>Tracks like this one</h2>{items}</section>'
 
 
 def _legend(genres: Iterable[str]) -> str:

@@ -35,7 +35,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from fmagenre.audio.names import flat_names
+from fmagenre.audio.names import flat_names, musicnn_names
 from fmagenre.audio.windows import check_window
 from fmagenre.errors import InputError
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
@@ -43,7 +43,11 @@ from fmagenre.network.inference import load_predictor
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_json, write_output
 from fmagenre.platform.session import session_settings
+from fmagenre.similarity.index import Index, read_index
+from fmagenre.similarity.search import OUTPUT_SCHEMA, neighbours
+from fmagenre.tables.feature_table import path_key
 from fmagenre.tables.inputs import read_labels, require_path
+from fmagenre.tables.label_table import ARROW_ENABLED
 from fmagenre.timeline.pages import (
     audio_data_uri,
     audio_url,
@@ -81,6 +85,11 @@ class SegmentOptions:
     max_pages: int = 1000
     #: Put the audio in the pages (base64) instead of linking to it.
     embed_audio: bool = False
+    #: A similar-track index (jobs/similar.py): each page lists the track's nearest
+    #: indexed tracks, written to ``similar/`` too; None: none.
+    similar: str | None = None
+    #: Nearest tracks per page.
+    similar_k: int = 10
     overwrite: bool = False
 
     def __post_init__(self):
@@ -92,6 +101,8 @@ class SegmentOptions:
             raise SegmentError(f"unknown split {self.split!r}; splits: {', '.join(SPLITS)}")
         if self.max_pages < 0:
             raise SegmentError(f"max_pages must be 0 or more, got {self.max_pages}")
+        if self.similar_k < 1:
+            raise SegmentError(f"similar_k must be at least 1, got {self.similar_k}")
 
 
 def track_rows(scored: DataFrame) -> DataFrame:
@@ -210,6 +221,29 @@ def _page_window(row, models: Sequence[str]) -> dict:
     }
 
 
+def _similar_tracks(
+    spark: SparkSession, scored: DataFrame, index: Index, *, k: int, output: str, mode: str
+) -> dict[str, list[dict]]:
+    """The ``k`` nearest indexed tracks of each file (its whole-track features), written to
+    ``output`` (jobs/similar.py's query rows); by the file's path."""
+    from fmagenre.audio.features import EXTRACTOR_VERSION
+
+    keys = ["track_id", "path", "status", "error", "error_reason"]
+    files = scored.where(F.col("window").isNull()).select(*keys, *index.space.columns)
+    with session_settings(spark, {ARROW_ENABLED: "true"}):
+        rows = files.toPandas()
+    rows["extractor_version"] = EXTRACTOR_VERSION
+    found = neighbours(
+        spark, index, rows, k=k, labels=rows["path"].tolist(), source="the timeline's files"
+    )
+    with session_settings(spark, {ARROW_ENABLED: "true"}):
+        spark.createDataFrame(found, OUTPUT_SCHEMA).write.mode(mode).parquet(output)
+    by_path: dict[str, list[dict]] = {}
+    for row in found[found["rank"].notna()].to_dict("records"):
+        by_path.setdefault(row["query_path"], []).append(row)
+    return by_path
+
+
 def write_pages(
     spark: SparkSession,
     scored: DataFrame,
@@ -220,9 +254,11 @@ def write_pages(
     model_dir: str,
     max_pages: int,
     embed_audio: bool,
+    similar: Mapping[str, Sequence[Mapping]] | None = None,
 ) -> int:
     """Write ``OUTPUT/pages``: a page for each of the first ``max_pages`` files by path, and
-    the index of all; return the pages written."""
+    the index of all; return the pages written. ``similar`` gives each file's nearest
+    tracks (by path), which its page lists, linked to their pages where written."""
     pages_dir = f"{output.rstrip('/')}/pages"
     shown = sorted(tracks, key=lambda track: track["path"])[:max_pages]
     entries = {track["path"]: {**track, "model": model_dir} for track in shown}
@@ -233,7 +269,11 @@ def write_pages(
     )
     by_path = {path: list(group) for path, group in itertools.groupby(rows, key=lambda r: r.path)}
     local_pages = _local_path(spark, pages_dir)
+    written = {path_key(path): page_name(track) for path, track in entries.items()}
     for path, track in entries.items():
+        near = [
+            {**n, "page": written.get(path_key(n["path"]))} for n in (similar or {}).get(path, [])
+        ]
         windows = [_page_window(row, models) for row in by_path.get(path, [])]
         src = (
             _audio_src(spark, path, local_pages, embed=embed_audio)
@@ -244,7 +284,9 @@ def write_pages(
             spark,
             pages_dir,
             page_name(track),
-            render_page(track, windows, models=models, audio_src=src),
+            render_page(
+                track, windows, models=models, audio_src=src, neighbours=near if similar else None
+            ),
         )
     listed = [{**track, "page": track["path"] in entries} for track in tracks]
     write_output(spark, pages_dir, "index.html", render_index(listed))
@@ -297,7 +339,15 @@ def run(
             "no --model: pass one, or --keep-features to write the windows' features only"
         )
     model = load_predictor(spark, model_dir) if model_dir is not None else None
-    if model is not None and model.musicnn:
+    index = None
+    if options.similar is not None:
+        if model is None:
+            raise SegmentError("--similar lists neighbours on the pages: it needs --model")
+        index = read_index(spark, options.similar, option="--similar")
+    musicnn = model is not None and model.musicnn
+    if index is not None and set(index.space.columns) & set(musicnn_names()):
+        musicnn = True
+    if musicnn:
         extract = dataclasses.replace(extract, families="mir,musicnn")
     labels = None
     if options.labels is not None:
@@ -339,7 +389,10 @@ def run(
             summary.update(files=len(files), windows=windows, features=True)
             summary["wall_s"] = round(time.perf_counter() - started, 3)
             return summary
-        extra = [*WINDOW_COLUMNS, *(flat_names() if options.keep_features else ())]
+        kept = flat_names() if options.keep_features else ()
+        extra = [*WINDOW_COLUMNS, *kept]
+        if index is not None:  # the files' reasons and vectors, for their neighbours
+            extra += ["error_reason", *(c for c in index.space.columns if c not in kept)]
         scored = model.predictions(rows, extra=extra, scores=True).persist(
             StorageLevel.MEMORY_AND_DISK
         )
@@ -350,6 +403,12 @@ def run(
             tracks = [
                 row.asDict(recursive=True) for row in spark.read.parquet(f"{root}/tracks").collect()
             ]
+            similar = {}
+            if index is not None:
+                similar = _similar_tracks(
+                    spark, scored, index, k=options.similar_k, output=f"{root}/similar", mode=mode
+                )
+                summary["similar"] = {"index": index.path, "k": options.similar_k}
             pages = 0
             if options.max_pages:
                 pages = write_pages(
@@ -361,6 +420,7 @@ def run(
                     model_dir=model_dir,
                     max_pages=options.max_pages,
                     embed_audio=options.embed_audio,
+                    similar=similar,
                 )
         finally:
             scored.unpersist()
@@ -437,6 +497,12 @@ def format_summary(summary: Mapping) -> str:
             f" {_percent(scores['track_accuracy'])} ({scores['tracks']} tracks)"
         )
     lines.append(f"  report  {summary['output'].rstrip('/')}/report.md")
+    if summary.get("similar"):
+        similar = summary["similar"]
+        lines.append(
+            f"  similar {summary['output'].rstrip('/')}/similar ({similar['k']} nearest tracks"
+            f" of each file in {similar['index']})"
+        )
     if summary.get("index"):
         lines.append(f"timeline: {summary['index']}")
     return "\n".join(lines)
