@@ -114,3 +114,22 @@ def test_comparison_and_training_take_the_family_set(spark, extracted, tmp_path)
     without = table.withColumn(musicnn_names()[0], F.lit(None).cast("float"))
     with pytest.raises(InputTableError, match="no ok row holds musicnn values"):
         labelled_data(without, labels, columns=musicnn_names(), class_weights="none", folds=2)
+
+
+def test_the_comparison_s_musicnn_sets_need_the_family(spark, extracted, tmp_path):
+    from contextlib import redirect_stderr
+
+    from fmagenre.audio.feature_sets import build_feature_sets
+
+    sets = build_feature_sets(musicnn=True)
+    assert sets["musicnn"].columns == musicnn_names()
+    assert sets["mir+musicnn"].columns == (*flat_names(), *musicnn_names())
+    assert "musicnn" not in build_feature_sets()
+    plain = tmp_path / "plain"
+    read_features(spark, str(extracted["output"])).drop(*musicnn_names()).write.parquet(str(plain))
+    argv = ["--features", str(plain), "--labels", str(tmp_path / "labels")]
+    argv += ["--output", str(tmp_path / "compare"), "--feature-sets", "mfcc,musicnn"]
+    with redirect_stderr(io.StringIO()) as said:
+        assert load_job("compare_models").main(argv, spark=spark) == 2
+    assert said.getvalue().count("\n") == 1
+    assert "holds no musicnn values: extract them with" in said.getvalue()

@@ -269,7 +269,7 @@ def run(
         combinations=combinations,
         selected=selected,
         pca_components=pca_components,
-        musicnn=musicnn,
+        musicnn=musicnn or feature_sets is not None,
     )
     sets = choose_feature_sets(available, feature_sets)
     columns = (*flat_names(), *(musicnn_names() if musicnn else ()))
