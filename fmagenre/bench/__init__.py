@@ -63,3 +63,24 @@ def generated_corpus(directory, args, *, app: str):
     )
     spark.sparkContext.setLogLevel("ERROR")
     return sample, spark
+
+
+def add_corpus_arguments(parser) -> None:
+    """The accuracy benchmarks' options: the corpus of :func:`generated_corpus`, the search,
+    the master and the seed."""
+    parser.add_argument("--tracks-per-genre", type=int, default=40, help="accuracy corpus (40)")
+    parser.add_argument("--min-duration", type=float, default=10.0)
+    parser.add_argument("--max-duration", type=float, default=20.0)
+    parser.add_argument("--test-fraction", type=float, default=0.25)
+    parser.add_argument("--candidates", type=int, default=3, help="(accuracy) search (3)")
+    parser.add_argument("--master", default="local[2]", help="(accuracy) Spark master")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def chosen_parts(parser, text: str, parts) -> list[str]:
+    """The parts named in ``text`` (comma-separated); an unknown one is the parser's error."""
+    chosen = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(chosen) - set(parts))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(parts)}")
+    return chosen

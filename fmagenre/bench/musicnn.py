@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmagenre.bench import SEARCH_SPACE
+from fmagenre.bench import SEARCH_SPACE, add_corpus_arguments, chosen_parts
 
 PARTS = ("cost", "accuracy")
 FAMILY_SETS = ("mir", "musicnn", "mir,musicnn")
@@ -149,18 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=5, help="(cost) generated MP3s (5)")
     parser.add_argument("--duration", type=float, default=30.0, help="(cost) their seconds (30)")
     parser.add_argument("--repeat", type=int, default=3, help="(cost) runs per file (3)")
-    parser.add_argument("--tracks-per-genre", type=int, default=40, help="accuracy corpus (40)")
-    parser.add_argument("--min-duration", type=float, default=10.0)
-    parser.add_argument("--max-duration", type=float, default=20.0)
-    parser.add_argument("--test-fraction", type=float, default=0.25)
-    parser.add_argument("--candidates", type=int, default=3, help="(accuracy) search (3)")
-    parser.add_argument("--master", default="local[2]", help="(accuracy) Spark master")
-    parser.add_argument("--seed", type=int, default=0)
+    add_corpus_arguments(parser)
     args = parser.parse_args(argv)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
-    if unknown:
-        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    parts = chosen_parts(parser, args.parts, PARTS)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-musicnn-") as tmp:
         root = Path(tmp)

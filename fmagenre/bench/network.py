@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmagenre.bench import SEARCH_SPACE
+from fmagenre.bench import SEARCH_SPACE, add_corpus_arguments, chosen_parts
 
 PARTS = ("extraction", "training", "inference", "accuracy")
 
@@ -254,19 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per file (3)")
     parser.add_argument("--train-tracks", type=int, default=200, help="training table (200)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per training layout (2)")
-    parser.add_argument("--tracks-per-genre", type=int, default=40, help="accuracy corpus (40)")
-    parser.add_argument("--min-duration", type=float, default=10.0)
-    parser.add_argument("--max-duration", type=float, default=20.0)
-    parser.add_argument("--test-fraction", type=float, default=0.25)
+    add_corpus_arguments(parser)
     parser.add_argument("--network-epochs", type=int, default=20, help="(accuracy) epochs (20)")
-    parser.add_argument("--candidates", type=int, default=3, help="(accuracy) search (3)")
-    parser.add_argument("--master", default="local[2]", help="(accuracy) Spark master")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
-    if unknown:
-        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    parts = chosen_parts(parser, args.parts, PARTS)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp:
         root = Path(tmp)
