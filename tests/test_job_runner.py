@@ -36,6 +36,7 @@ REQUIRED = {
     "prepare_labels": ["--metadata", "m", "--output", "o"],
     "segments": ["--model", "m", "--input", "i", "--output", "o"],
     "select_features": ["--features", "f", "--labels", "l", "--output", "o"],
+    "similar": ["--features", "f", "--output", "o"],
     "train": ["--features", "f", "--labels", "l", "--output", "o"],
     "train_cnn": ["--patches", "p", "--labels", "l", "--output", "o"],
 }
