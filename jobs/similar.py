@@ -5,6 +5,8 @@ python jobs/similar.py --index out/index --query new.mp3 more_mp3s/ --output out
 python jobs/similar.py --index out/index --query-tracks 2,5 --k 5 --output out/similar2
 python jobs/similar.py --features out/features --evaluate --labels out/labels \
     --spaces mfcc mfcc,spectral_contrast --output out/similar_report
+python jobs/similar.py --features out/features --families network --network out/cnn \
+    --labels out/labels --output out/index_network
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from fmagenre.audio.feature_sets import family_columns
-from fmagenre.audio.names import flat_names
+from fmagenre.audio.names import NETWORK, flat_names
 from fmagenre.extraction.driver import session_conf
 from fmagenre.platform.config import Config
 from fmagenre.platform.jobs import (
@@ -58,7 +60,15 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="FAMILY,...",
         help="feature families of the space: mir (the 518 MIR columns, the default), musicnn"
         " (the pretrained network's 450: a table extracted with --families mir,musicnn),"
-        " mir,musicnn, or MIR families (e.g. mfcc,spectral_contrast)",
+        " network (the last hidden layer of --network, from the table's patches: extracted"
+        " with --patches), combinations (mir,musicnn, mir,network), or MIR families (e.g."
+        " mfcc,spectral_contrast)",
+    )
+    parser.add_argument(
+        "--network",
+        type=hadoop_path,
+        metavar="MODEL_DIR",
+        help="the spectrogram network (jobs/train_cnn.py's output) of the family network",
     )
     parser.add_argument(
         "--pca",
@@ -136,10 +146,23 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def space(families: list[str] | None) -> tuple[str, tuple[str, ...], list[str] | None]:
-    """(name, columns, families) of ``--families``/a ``--spaces`` value."""
+    """(name, columns, families) of ``--families``/a ``--spaces`` value; the network's
+    columns are not among the columns (the index adds them)."""
     if families is None:
         return ALL_MIR, flat_names(), None
-    return ",".join(families), family_columns(families), families
+    others = [family for family in families if family != NETWORK]
+    return ",".join(families), family_columns(others) if others else (), families
+
+
+def network_of(args: argparse.Namespace, families: list[str] | None) -> str | None:
+    """``--network`` where the families ask for it, checked."""
+    if NETWORK not in (families or ()):
+        if args.network and not args.spaces:
+            raise SimilarityError("--network goes with --families network (or mir,network...)")
+        return None
+    if not args.network:
+        raise SimilarityError("the family network needs --network MODEL_DIR (jobs/train_cnn.py)")
+    return args.network
 
 
 def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> None:
@@ -150,6 +173,8 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
         spaces = [space(families) for families in args.spaces]
         if args.features and not spaces:
             spaces = [space(args.families)]
+        if args.network and not any(NETWORK in (s[2] or ()) for s in spaces):
+            raise SimilarityError("--network goes with a space of the family network")
         report = run_evaluation(
             spark,
             output=args.output,
@@ -163,6 +188,7 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
             probes=args.probes,
             max_queries=args.max_queries,
             seed=args.seed,
+            network=args.network,
             overwrite=args.overwrite,
         )
         print(format_evaluation(report))
@@ -179,7 +205,7 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
             k=args.k,
             probes=args.probes,
             exact=args.exact,
-            columns=None if args.families is None else space(args.families)[1],
+            columns=None if NETWORK in (args.families or [NETWORK]) else space(args.families)[1],
             extract=config.extract,
             overwrite=args.overwrite,
         )
@@ -188,6 +214,7 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
         if queried:
             raise SimilarityError("queries go to an index: give --index, not --features")
         name, columns, families = space(args.families)
+        network = network_of(args, families)
         summary = build_index(
             spark,
             features=args.features,
@@ -200,6 +227,7 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
             lists=args.lists,
             probes=args.probes or 0,
             seed=args.seed,
+            network=network,
             overwrite=args.overwrite,
         )
         print(format_build(summary))

@@ -35,8 +35,9 @@ ALLOWED = {
     "synthetic": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
     "timeline": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
     | {"network", "similarity"},
-    # Tracks like this one: nothing imports it but the bench (and the jobs).
-    "similarity": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"},
+    # Tracks like this one, in feature and embedding spaces (the network's among them).
+    "similarity": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
+    | {"network"},
     "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
     | {"network", "analysis", "synthetic", "timeline", "similarity"},
 }

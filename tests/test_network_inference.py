@@ -8,10 +8,11 @@ import json
 import math
 import subprocess
 import sys
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ from job_loader import ROOT, load_job
 
 torch = pytest.importorskip("torch")
 
+from fmagenre.audio.names import network_names  # noqa: E402
 from fmagenre.audio.patches import patches_from_bytes  # noqa: E402
 from fmagenre.network.inference import (  # noqa: E402
     NetworkInputError,
@@ -27,6 +29,7 @@ from fmagenre.network.inference import (  # noqa: E402
 )
 from fmagenre.network.model_dir import NetworkModel  # noqa: E402
 from fmagenre.network.training import NetworkOptions, run  # noqa: E402
+from fmagenre.similarity.index import read_index  # noqa: E402
 from fmagenre.synthetic.patch_tables import write_patch_tables  # noqa: E402
 
 GENRES = ["Electronic", "Folk", "Hip-Hop", "Rock"]
@@ -163,6 +166,114 @@ def test_the_network_as_a_voter_scores_its_held_out_tracks(spark, network):
                 patches_from_bytes(patches[row.track_id], settings=model.settings)
             )
             np.testing.assert_allclose(row[member.column], expected, rtol=1e-6, atol=1e-6)
+
+
+def _similar(spark, *argv) -> tuple[int, str]:
+    printed, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(printed), redirect_stderr(err):
+        code = load_job("similar").main([str(arg) for arg in argv], spark=spark)
+    return code, printed.getvalue() + err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def network_index(spark, network, tmp_path_factory):
+    """An index of the network's space over its patch table."""
+    output = tmp_path_factory.mktemp("network_index") / "index"
+    argv = ["--features", network["patches"], "--families", "network"]
+    argv += ["--network", network["output"], "--labels", network["labels"], "--lists", "4"]
+    code, printed = _similar(spark, *argv, "--output", output)
+    assert code == 0, printed
+    return str(output)
+
+
+def _embeddings(model: NetworkModel, patch_table: str) -> dict[int, np.ndarray]:
+    """Each track's mean last hidden layer, by NetworkModel itself (readable patches only)."""
+    found = {}
+    for row in pq.read_table(patch_table).to_pylist():
+        if row["status"] != "ok" or row["patches"] is None:
+            continue
+        try:
+            patches = patches_from_bytes(row["patches"], settings=model.settings)
+        except ValueError:
+            continue
+        if len(patches):
+            found[row["track_id"]] = model.track_embedding(patches)
+    return found
+
+
+def test_the_network_s_last_hidden_layer_is_a_similarity_space(
+    spark, network, network_index, tmp_path
+):
+    """Each track's point is its mean patch embedding (NetworkModel's), standardised; exact
+    neighbours are brute force's; --evaluate reports the space; without --network: one line."""
+    model = NetworkModel.load(spark, network["output"])
+    built = read_index(spark, network_index)
+    assert built.space.columns == network_names(model.embedding_width) == network_names(256)
+    embeddings = _embeddings(model, network["patches"])
+    assert built.size == len(embeddings) and 60 < len(embeddings) < 83
+    ids = sorted(embeddings)
+    points, has = built.space.vectors(np.stack([embeddings[i] for i in ids]).astype(np.float64))
+    assert has.all()
+    queries = ids[:4]
+    output = tmp_path / "exact"
+    argv = ["--index", network_index, "--query-tracks", ",".join(map(str, queries))]
+    code, printed = _similar(spark, *argv, "--exact", "--k", "5", "--output", output)
+    assert code == 0, printed
+    rows = pd.read_parquet(output)
+    for query in queries:
+        distances = np.linalg.norm(points - points[ids.index(query)], axis=1)
+        order = [j for j in np.argsort(distances, kind="stable") if ids[j] != query][:5]
+        got = rows[rows["query_track_id"] == query].sort_values("rank")
+        assert got["track_id"].tolist() == [ids[j] for j in order]
+        np.testing.assert_allclose(got["distance"], distances[order], rtol=1e-4)
+    report = tmp_path / "report"
+    argv = ["--evaluate", "--features", network["patches"], "--spaces", "network", "mir"]
+    argv += ["--network", network["output"], "--labels", network["labels"]]
+    code, printed = _similar(spark, *argv, "--output", report)
+    assert code == 0, printed
+    network_space, mir = json.loads((report / "report.json").read_text())["spaces"]
+    assert network_space["space"] == "network" and network_space["dim"] == 256
+    assert network_space["recall"] == 1.0  # every list probed: 4 lists, at least 16 probes
+    assert "lacks" in mir["error"]  # a patch table holds no MIR column
+    code, printed = _similar(
+        spark, "--features", network["patches"], "--families", "mir,network", "--output",
+        tmp_path / "none",
+    )  # fmt: skip
+    assert code == 2 and "the family network needs --network MODEL_DIR" in printed
+
+
+def test_audio_and_pages_query_the_network_s_space(
+    spark, network, network_index, sample_corpus, tmp_path
+):
+    """Audio queries are placed by the index's copy of the network: one row per bad file;
+    the timeline's pages list each file's neighbours in that space."""
+    output = tmp_path / "audio"
+    argv = ["--index", network_index, "--query", sample_corpus.audio_dir, "--k", "3"]
+    code, printed = _similar(spark, *argv, "--output", output)
+    assert code == 0, printed
+    rows = pd.read_parquet(output)
+    files = list(sample_corpus.audio_dir.rglob("*.mp3"))
+    assert rows["query"].nunique() == len(files)
+    good = {str(t.path) for t in sample_corpus.tracks}
+    for query, group in rows.groupby("query"):
+        if query.removeprefix("file:") in good:
+            assert group["rank"].tolist() == [1, 2, 3] and group["track_id"].notna().all()
+        else:
+            assert len(group) == 1 and group["status"].iloc[0] == "error", group
+    timeline = tmp_path / "timeline"
+    argv = ["--model", network["output"], "--input", sample_corpus.audio_dir]
+    argv += ["--window", "3", "--hop", "1.5"]
+    argv += ["--similar", network_index, "--similar-k", "3", "--output", timeline]
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        code = load_job("segments").main([str(a) for a in argv], spark=spark)
+    assert code == 0, printed.getvalue()
+    similar = pd.read_parquet(timeline / "similar")
+    ok = similar[similar["status"] == "ok"]
+    assert set(ok["query_path"].str.removeprefix("file:")) == good
+    pages = [page.read_text() for page in (timeline / "pages").glob("*.html")]
+    listed = [page for page in pages if 'data-rank="3"' in page]
+    assert len(listed) == len(good) and all("Tracks like this one" in page for page in listed)
 
 
 def test_a_network_needs_a_table_with_patches(spark, network, training_tables, tmp_path):

@@ -32,7 +32,7 @@ from fmagenre.audio.feature_sets import (
     choose_feature_sets,
     read_column_list,
 )
-from fmagenre.audio.names import flat_names, musicnn_names
+from fmagenre.audio.names import flat_names, musicnn_names, uses_musicnn
 from fmagenre.platform.figures import new_figure, png_bytes
 from fmagenre.platform.hadoop import read_bytes, write_output
 from fmagenre.tables.inputs import InputTableError, has_musicnn, read_feature_rows, read_labels
@@ -117,7 +117,7 @@ def compare(
     if not feature_sets:
         raise ValueError("no feature set to compare")
     used = {column for feature_set in feature_sets for column in feature_set.columns}
-    columns = (*flat_names(), *(musicnn_names() if used & set(musicnn_names()) else ()))
+    columns = (*flat_names(), *(musicnn_names() if uses_musicnn(used) else ()))
     cells = make_cells(feature_sets, algorithms, columns, slow_kernel_rows=slow_kernel_rows)
     data = collect_split(
         table,
@@ -273,7 +273,7 @@ def run(
     )
     sets = choose_feature_sets(available, feature_sets)
     columns = (*flat_names(), *(musicnn_names() if musicnn else ()))
-    if not musicnn and any(set(s.columns) & set(musicnn_names()) for s in sets):
+    if not musicnn and any(uses_musicnn(s.columns) for s in sets):
         raise InputTableError(
             f"{features} holds no musicnn values: extract them with jobs/extract_features.py"
             " --families mir,musicnn, or leave the musicnn sets out"

@@ -15,6 +15,7 @@ the tag in lower case, other characters than letters and digits as ``_``: ``Hip-
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 import pandas as pd
@@ -40,6 +41,8 @@ STATISTICS: tuple[str, ...] = ("mean", "std", "skew", "kurtosis", "median", "min
 N_FEATURES = sum(FAMILY_SIZES.values()) * len(STATISTICS)
 
 MUSICNN = "musicnn"
+#: The family of a spectrogram network's last hidden layer (:func:`network_names`).
+NETWORK = "network"
 #: The network the musicnn columns come from: the MSD model of the musicnn 0.1.0 package.
 MUSICNN_MODEL = "msd_musicnn-0.1.0"
 #: The MSD musicnn model's 50 tags, in the order of its outputs.
@@ -102,6 +105,17 @@ def musicnn_names() -> tuple[str, ...]:
         *(f"{MUSICNN}_std_{i + 1:03d}" for i in range(MUSICNN_EMBEDDING)),
         *(tag_column(tag) for tag in MUSICNN_TAGS),
     )
+
+
+def network_names(width: int) -> tuple[str, ...]:
+    """The columns of a spectrogram network's last hidden layer of ``width`` values (a track's
+    mean over its patches): ``network_emb_001``..., the similarity space ``network``."""
+    return tuple(f"{NETWORK}_emb_{i + 1:03d}" for i in range(width))
+
+
+def uses_musicnn(columns: Iterable[str]) -> bool:
+    """Whether ``columns`` (a model's or an index's) include a musicnn column."""
+    return not set(musicnn_names()).isdisjoint(columns)
 
 
 @lru_cache(maxsize=1)

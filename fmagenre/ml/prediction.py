@@ -17,7 +17,6 @@ of non-``ok`` rows are then nulled, so no file is read twice.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fmagenre.audio.names import musicnn_names
+from fmagenre.audio.names import musicnn_names, uses_musicnn
 from fmagenre.audio.patches import PatchSettings
 from fmagenre.errors import InputError, shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
@@ -237,12 +236,11 @@ def run(
     if scorer is None:
         model = load_model(spark, model_dir)
         score, patches = partial(predictions, model), None
-        musicnn = bool(set(model.getFeatureCols()) & set(musicnn_names()))
+        musicnn = uses_musicnn(model.getFeatureCols())
     else:
         score, patches = partial(scorer.predictions, scores=True), scorer.patch_settings
         musicnn = scorer.musicnn
-    if musicnn:
-        extract = dataclasses.replace(extract, families="mir,musicnn")
+    extract = extract.with_musicnn(musicnn)
     require_path(spark, "--input", input)
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")

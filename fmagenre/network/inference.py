@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fmagenre.audio.names import musicnn_names
+from fmagenre.audio.names import network_names, uses_musicnn
 from fmagenre.audio.patches import PatchSettings, patches_from_bytes
 from fmagenre.errors import InputError
 from fmagenre.ml.ensemble import VotingEnsembleModel
@@ -125,6 +125,40 @@ def add_log_probs(
     return scored.drop("_network")
 
 
+def _embed_one(model: NetworkModel, blob, status) -> list[float] | None:
+    if (status is not None and status != "ok") or blob is None:
+        return None
+    try:
+        patches = patches_from_bytes(bytes(blob), settings=model.settings)
+        return model.track_embedding(patches).tolist() if len(patches) else None
+    except ValueError:
+        return None
+
+
+def add_embeddings(model: NetworkModel, rows: DataFrame) -> DataFrame:
+    """``rows`` with the float columns :func:`~fmagenre.audio.names.network_names` of the
+    network's last hidden layer, each row's mean over its patches (null where it has no
+    readable patches: such a row is no point of the similarity space); lazy."""
+    _require_patches(rows)
+    data = model.to_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+
+    @F.pandas_udf(ArrayType(FloatType()))
+    def embed(blobs: pd.Series, statuses: pd.Series) -> pd.Series:
+        loaded = _worker_model(data, digest)
+        return pd.Series(
+            [_embed_one(loaded, b, s) for b, s in zip(blobs, statuses, strict=True)],
+            index=blobs.index,
+        )
+
+    status = F.col("status") if "status" in rows.columns else F.lit("ok")
+    names = network_names(model.embedding_width)
+    embedded = rows.withColumn("_embedding", embed(F.col("patches"), status))
+    return embedded.select(
+        *rows.columns, *(F.col("_embedding")[i].alias(name) for i, name in enumerate(names))
+    )
+
+
 def network_predictions(
     model: NetworkModel, rows: DataFrame, *, extra: Sequence[str] = ()
 ) -> DataFrame:
@@ -171,7 +205,7 @@ def network_predictions(
     )
 
 
-def _copy_model(spark: SparkSession, source: str, target: str) -> None:
+def copy_network(spark: SparkSession, source: str, target: str) -> None:
     """The network's two files of ``source`` into the model directory ``target``."""
     folder = f"{target.rstrip('/')}/{NETWORK_DIR}"
     write_output(spark, folder, INFO, read_bytes(spark, info_path(source)))
@@ -190,6 +224,20 @@ def _require_network(spark: SparkSession, path: str, option: str) -> None:
         f"{option} {path} holds the MIR ensemble of jobs/train.py, not a network: give the"
         " output directory of jobs/train_cnn.py"
     )
+
+
+def load_network(spark: SparkSession, path: str, *, option: str) -> NetworkModel:
+    """The network of the model directory ``path`` (jobs/train_cnn.py's output).
+
+    Raises
+    ------
+    NetworkInputError
+        When ``path`` holds no network (the message says what to give).
+    fmagenre.network.TorchMissingError
+        Without torch.
+    """
+    _require_network(spark, path, option)
+    return NetworkModel.load(spark, path)
 
 
 def network_member(
@@ -237,7 +285,7 @@ def network_member(
         labels=genres,
         add_margins=add_margins,
         held_out=held_out,
-        save=lambda target: _copy_model(spark, network_dir, target),
+        save=lambda target: copy_network(spark, network_dir, target),
         source=network_dir,
     )
 
@@ -268,9 +316,7 @@ class Predictor:
     @property
     def musicnn(self) -> bool:
         """Whether the model needs the musicnn family from extraction."""
-        return self.ensemble is not None and bool(
-            set(self.ensemble.getFeatureCols()) & set(musicnn_names())
-        )
+        return self.ensemble is not None and uses_musicnn(self.ensemble.getFeatureCols())
 
     def predictions(
         self, rows: DataFrame, *, extra: Sequence[str] = (), scores: bool = False

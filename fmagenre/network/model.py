@@ -74,10 +74,18 @@ class GenreCNN(nn.Module):
         self.dropout = nn.Dropout(architecture.dropout)
         self.classifier = nn.Linear(2 * previous, architecture.classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def embedding_width(self) -> int:
+        """Values of :meth:`embed`: the mean and the max of each last block's channel."""
+        return self.classifier.in_features
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer ``(batch, embedding_width)``: what the classifier reads."""
         cells = self.features(x).flatten(2)
-        pooled = torch.cat([cells.mean(dim=2), cells.amax(dim=2)], dim=1)
-        return self.classifier(self.dropout(pooled))
+        return torch.cat([cells.mean(dim=2), cells.amax(dim=2)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.embed(x)))
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -127,6 +135,21 @@ def band_statistics(
     return mean.tolist(), np.maximum(std, floor).tolist()
 
 
+def _patch_outputs(model, normaliser, patches, layer, width, batch, device) -> np.ndarray:
+    if model.training:
+        raise RuntimeError("the network scores patches in eval mode")
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(patches), batch):
+            x = normaliser(patches[start : start + batch])
+            if device is not None:
+                x = x.to(device)
+            out.append(layer(x).cpu().numpy())
+    if not out:
+        return np.zeros((0, width), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
 def patch_log_probs(
     model: GenreCNN,
     normaliser: PatchNormaliser,
@@ -137,18 +160,26 @@ def patch_log_probs(
 ) -> np.ndarray:
     """float32 ``(n, classes)`` log-probabilities of each patch; eval mode, no gradient; the
     model on ``device`` (None: the CPU)."""
-    if model.training:
-        raise RuntimeError("patch_log_probs needs the model in eval mode")
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(patches), batch):
-            x = normaliser(patches[start : start + batch])
-            if device is not None:
-                x = x.to(device)
-            out.append(torch.log_softmax(model(x), dim=1).cpu().numpy())
-    if not out:
-        return np.zeros((0, model.architecture.classes), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32, copy=False)
+
+    def layer(x):
+        return torch.log_softmax(model(x), dim=1)
+
+    classes = model.architecture.classes
+    return _patch_outputs(model, normaliser, patches, layer, classes, batch, device)
+
+
+def patch_embeddings(
+    model: GenreCNN,
+    normaliser: PatchNormaliser,
+    patches: np.ndarray,
+    *,
+    batch: int = 64,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """float32 ``(n, model.embedding_width)``: each patch's last hidden layer
+    (:meth:`GenreCNN.embed`); eval mode, no gradient."""
+    width = model.embedding_width
+    return _patch_outputs(model, normaliser, patches, model.embed, width, batch, device)
 
 
 def track_log_probs(log_probs: np.ndarray) -> np.ndarray:

@@ -149,5 +149,21 @@ class NetworkModel:
 
         return track_log_probs(self.patch_log_probs(patches))
 
+    @property
+    def embedding_width(self) -> int:
+        """Values of the last hidden layer (:meth:`track_embedding`)."""
+        return self._model.embedding_width
+
+    def track_embedding(self, patches: np.ndarray) -> np.ndarray:
+        """float32 ``(embedding_width,)``: the mean of the patches' last hidden layer, the
+        track's point in the network's similarity space; ValueError without patches."""
+        from fmagenre.network.model import patch_embeddings
+
+        if len(patches) == 0:
+            raise ValueError("a track needs at least one patch")
+        require_torch().set_num_threads(1)
+        embeddings = patch_embeddings(self._model, self._normaliser, patches)
+        return embeddings.mean(axis=0, dtype=np.float32)
+
     def __repr__(self) -> str:
         return f"NetworkModel({len(self.genres)} genres, epoch {self.info.get('epoch')})"

@@ -142,6 +142,11 @@ class ExtractConfig:
         """Whether the musicnn family is extracted too."""
         return "musicnn" in (name.strip() for name in self.families.split(","))
 
+    def with_musicnn(self, wanted: bool = True) -> ExtractConfig:
+        """These settings, with the musicnn family added when ``wanted`` (a model or an index
+        that uses it)."""
+        return dataclasses.replace(self, families="mir,musicnn") if wanted else self
+
 
 @dataclass(frozen=True)
 class EmrConfig:

@@ -22,12 +22,14 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import NETWORK
+from fmagenre.errors import InputError
 from fmagenre.platform.hadoop import path_exists, write_output
 from fmagenre.platform.session import session_settings
 from fmagenre.similarity.index import Index, build_index, read_index
 from fmagenre.similarity.search import timed_search
 from fmagenre.similarity.space import SimilarityError
-from fmagenre.tables.inputs import InputTableError, read_labels
+from fmagenre.tables.inputs import read_labels
 from fmagenre.tables.label_table import ARROW_ENABLED
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,7 @@ def run_evaluation(
     probes: int | None = None,
     max_queries: int = 1000,
     seed: int = 0,
+    network: str | None = None,
     overwrite: bool = False,
 ) -> dict:
     """Evaluate an index, or each space of a feature table (an index built on the fly under
@@ -165,6 +168,8 @@ def run_evaluation(
         columns) or lacks gets its error in the report instead of figures.
     pca, lists : int
         Of the indexes built (see :func:`fmagenre.similarity.index.build_index`).
+    network : str or None
+        The network of the spaces whose families include ``network`` (its last hidden layer).
 
     Raises
     ------
@@ -186,6 +191,10 @@ def run_evaluation(
     for name, columns, families in spaces:
         log.info("space %s: building its index", name)
         try:
+            if NETWORK in (families or ()) and network is None:
+                raise SimilarityError(
+                    f"the space {name} needs --network MODEL_DIR (jobs/train_cnn.py's output)"
+                )
             build_index(
                 spark,
                 features=features,
@@ -198,9 +207,10 @@ def run_evaluation(
                 lists=lists,
                 probes=probes or 0,
                 seed=seed,
+                network=network if NETWORK in (families or ()) else None,
                 overwrite=True,
             )
-        except (SimilarityError, InputTableError) as error:
+        except (SimilarityError, InputError) as error:
             results.append({"space": name, "error": str(error).splitlines()[0]})
             continue
         built = read_index(spark, f"{output}/{INDEXES}/{name}")

@@ -4,6 +4,7 @@ Layout of an index directory (any Hadoop path)::
 
     INDEX/manifest.json   the space (columns, standardisation, PCA), the extractor versions
                           of the table, the IVF parameters and centroids, counts, genres
+INDEX/network/        with a network in the space: a copy of it (jobs/train_cnn.py's files)
     INDEX/tracks/         Parquet, a row per indexed track: track_id, path, genre (from
                           --labels, else null), vector (float32 array), cluster
     INDEX/lists/          Parquet, a row per cluster (its inverted list): cluster, size,
@@ -35,6 +36,8 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import network_names
+from fmagenre.network.inference import add_embeddings, copy_network, load_network
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_json
 from fmagenre.similarity.space import (
     SimilarityError,
@@ -50,6 +53,7 @@ MANIFEST = "manifest.json"
 TRACKS = "tracks"
 LISTS = "lists"
 STAGING = "_staging"
+EMBEDDED = "_embedded"
 FORMAT = 1
 #: At most this many vectors per centroid train k-means (FAISS warns under 39).
 TRAIN_PER_LIST = 64
@@ -246,6 +250,7 @@ def build_index(
     lists: int = 0,
     probes: int = 0,
     seed: int = 0,
+    network: str | None = None,
     overwrite: bool = False,
 ) -> dict:
     """Build the index of every ``ok`` row of a feature table; return a summary.
@@ -260,7 +265,7 @@ def build_index(
     name : str
         The space's name (its families as given).
     columns : sequence of str
-        Its feature columns.
+        Its feature columns (the network's are added with ``network``).
     families : sequence of str or None
         The families asked for, kept in the manifest; None: the 518 MIR columns.
     pca : int
@@ -274,6 +279,11 @@ def build_index(
         :func:`default_probes` of the lists.
     seed : int
         Of k-means.
+    network : str or None
+        A spectrogram network's model directory (jobs/train_cnn.py): its last hidden layer,
+        each track's mean over the ``patches`` of the table, joins the space
+        (:func:`~fmagenre.audio.names.network_names`); the index keeps a copy of the network
+        (``INDEX/network``) to place its queries.
     overwrite : bool
         Replace an existing index.
 
@@ -292,12 +302,22 @@ def build_index(
     if lists < 0 or probes < 0:
         raise SimilarityError("--lists and --probes must be at least 0 (0: automatic)")
     output = output.rstrip("/")
+    model = None if network is None else load_network(spark, network, option="--network")
     prepare_output(spark, output, overwrite=overwrite)
-    rows = read_feature_rows(spark, features, option="--features", columns=("path", *columns))
+    needed = ("path", *columns, *(() if model is None else ("patches",)))
+    rows = read_feature_rows(spark, features, option="--features", columns=needed)
     total = rows.count()
     ok = rows.where(F.col("status") == "ok") if "status" in rows.columns else rows
     if "track_id" not in ok.columns:
         ok = ok.withColumn("track_id", F.lit(None).cast("long"))
+    if model is not None:
+        log.info("the network's last hidden layer of each track (%s)", network)
+        keys = [name for name in ("track_id", "path", "extractor_version") if name in ok.columns]
+        embedded = add_embeddings(model, ok.select(*keys, *columns, "patches")).drop("patches")
+        embedded.write.parquet(f"{output}/{EMBEDDED}")
+        ok = spark.read.parquet(f"{output}/{EMBEDDED}")
+        columns = (*columns, *network_names(model.embedding_width))
+        copy_network(spark, network, output)
     versions = []
     if "extractor_version" in ok.columns:
         found = ok.select("extractor_version").distinct().collect()
@@ -351,8 +371,9 @@ def build_index(
             row.genre or "(none)": row["count"]
             for row in tracks.groupBy("genre").count().orderBy(F.desc("count")).collect()
         }
-    fs, path = hadoop_fs(spark, staging)
-    fs.delete(path, True)
+    for temporary in (staging, f"{output}/{EMBEDDED}"):
+        fs, path = hadoop_fs(spark, temporary)
+        fs.delete(path, True)
     index = Index(
         path=output,
         space=space,
@@ -363,6 +384,7 @@ def build_index(
             "families": None if families is None else list(families),
             "extractor_versions": versions,
             "labels": labels,
+            "network": network,
             "genres": genres,
             "probes": probes,
             "kmeans": {

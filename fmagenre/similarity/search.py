@@ -17,7 +17,6 @@ A query that is itself in the index (same track id, or same path) is not its own
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,9 +28,11 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fmagenre.audio.names import musicnn_names
+from fmagenre.audio.names import uses_musicnn
 from fmagenre.errors import shown_names
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
+from fmagenre.network.inference import add_embeddings, load_network
+from fmagenre.network.model_dir import NetworkModel
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import path_exists
 from fmagenre.platform.session import session_settings
@@ -377,6 +378,18 @@ def _feature_rows(
         return frame.select(*kept, *index.space.columns).toPandas()
 
 
+def index_network(spark: SparkSession, index: Index) -> NetworkModel | None:
+    """The copy of the network an index's space holds (None when it holds none)."""
+    if index.manifest.get("network") is None:
+        return None
+    return load_network(spark, index.path, option="--index")
+
+
+def embedded(model: NetworkModel | None, rows: DataFrame) -> DataFrame:
+    """``rows`` with the network's columns of ``model`` (none without)."""
+    return rows if model is None else add_embeddings(model, rows)
+
+
 def run_query(
     spark: SparkSession,
     *,
@@ -419,7 +432,7 @@ def run_query(
         The columns the user asked for (``--families``): they must be the index's.
     extract : ExtractConfig or None
         Extraction settings for audio queries (the musicnn family is added when the index
-        uses it).
+        uses it; the patches of its network, when it has one).
     overwrite : bool
         Replace an existing output.
 
@@ -448,14 +461,13 @@ def run_query(
         )
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
-    extract = extract or ExtractConfig()
-    if set(built.space.columns) & set(musicnn_names()):
-        extract = dataclasses.replace(extract, families="mir,musicnn")
+    extract = (extract or ExtractConfig()).with_musicnn(uses_musicnn(built.space.columns))
+    embedder = index_network(spark, built)
     if track_ids:
         queries, vectors = queries_from_tracks(spark, built, track_ids)
         kind = "tracks"
     elif table is not None:
-        frame = read_feature_rows(spark, table, option="--query-table")
+        frame = embedded(embedder, read_feature_rows(spark, table, option="--query-table"))
         source = f"--query-table {table}"
         rows = _feature_rows(spark, frame, built, source=source, settings={})
         paths = rows["path"] if "path" in rows else [None] * len(rows)
@@ -469,9 +481,10 @@ def run_query(
         if not files:
             raise SimilarityError(f"no file matching {extract.glob} under {', '.join(audio)}")
         log.info("extracting the features of %d query files", len(files))
+        patches = None if embedder is None else embedder.settings
         rows = _feature_rows(
             spark,
-            extraction_frame(spark, files, extract),
+            embedded(embedder, extraction_frame(spark, files, extract, patches=patches)),
             built,
             source="the query files",
             settings=file_source_conf(spark, files, extract),

@@ -24,7 +24,6 @@ columns: the training rows of ``jobs/train.py --windows``.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import time
@@ -35,7 +34,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from fmagenre.audio.names import flat_names, musicnn_names
+from fmagenre.audio.names import flat_names, uses_musicnn
 from fmagenre.audio.windows import check_window
 from fmagenre.errors import InputError
 from fmagenre.extraction.driver import extraction_frame, file_source_conf, list_inputs
@@ -44,7 +43,7 @@ from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_json, write_output
 from fmagenre.platform.session import session_settings
 from fmagenre.similarity.index import Index, read_index
-from fmagenre.similarity.search import OUTPUT_SCHEMA, neighbours
+from fmagenre.similarity.search import OUTPUT_SCHEMA, embedded, index_network, neighbours
 from fmagenre.tables.feature_table import path_key
 from fmagenre.tables.inputs import read_labels, require_path
 from fmagenre.tables.label_table import ARROW_ENABLED
@@ -344,11 +343,10 @@ def run(
         if model is None:
             raise SegmentError("--similar lists neighbours on the pages: it needs --model")
         index = read_index(spark, options.similar, option="--similar")
-    musicnn = model is not None and model.musicnn
-    if index is not None and set(index.space.columns) & set(musicnn_names()):
-        musicnn = True
-    if musicnn:
-        extract = dataclasses.replace(extract, families="mir,musicnn")
+    extract = extract.with_musicnn(
+        (model is not None and model.musicnn)
+        or (index is not None and uses_musicnn(index.space.columns))
+    )
     labels = None
     if options.labels is not None:
         require_path(spark, "--labels", options.labels)
@@ -359,13 +357,20 @@ def run(
     if not files:
         raise SegmentError(f"no file matching {extract.glob} under {', '.join(inputs)}")
     log.info("%d files, windows of %g s every %g s", len(files), options.window, options.hop)
-    rows = extraction_frame(
-        spark,
-        files,
-        extract,
-        window=options.window,
-        hop=options.hop,
-        patches=None if model is None else model.patch_settings,
+    patches = None if model is None else model.patch_settings
+    embedder = None if index is None else index_network(spark, index)
+    if embedder is not None:
+        if patches is not None and patches != embedder.settings:
+            raise SegmentError(
+                f"the network of the --similar index {index.path} cuts other patches than the"
+                " model's network: build the index with the model's network, or on features"
+            )
+        patches = embedder.settings
+    rows = embedded(
+        embedder,
+        extraction_frame(
+            spark, files, extract, window=options.window, hop=options.hop, patches=patches
+        ),
     )
     root = output.rstrip("/")
     mode = "overwrite" if options.overwrite else "errorifexists"
