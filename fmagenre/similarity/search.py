@@ -38,7 +38,7 @@ from fmagenre.platform.hadoop import path_exists
 from fmagenre.platform.session import session_settings
 from fmagenre.similarity.index import Index, nearest_centroids, read_index
 from fmagenre.similarity.space import SimilarityError, feature_matrix
-from fmagenre.tables.feature_table import path_key
+from fmagenre.tables.feature_table import S3_ALIASES
 from fmagenre.tables.inputs import read_feature_rows
 from fmagenre.tables.label_table import ARROW_ENABLED
 
@@ -52,6 +52,16 @@ OUTPUT_SCHEMA = (
     " error_reason string"
 )
 _CANDIDATES = "q int, d double, track_id long, path string, genre string"
+_CANDIDATE_SCHEMA = pa.schema(
+    [
+        ("q", pa.int32()),
+        ("d", pa.float64()),
+        ("track_id", pa.int64()),
+        ("path", pa.string()),
+        ("genre", pa.string()),
+    ]
+)
+_PAYLOAD = ("track_ids", "paths", "genres")
 
 
 class IndexMismatchError(SimilarityError):
@@ -87,36 +97,41 @@ def _scan(batches: Iterator[pa.RecordBatch], shared, k: int, dim: int):
             top = np.argpartition(merged_d, k - 1, axis=1)[:, :k]
             best_d[who] = np.take_along_axis(merged_d, top, axis=1)
             best_h[who] = np.take_along_axis(merged_h, top, axis=1)
-            payload.append(
-                tuple(batch.column(name)[i].values for name in ("track_ids", "paths", "genres"))
-            )
+            payload.append([batch.column(name)[i].values for name in _PAYLOAD])
+    if not payload:
+        return
     q, slot = np.nonzero(best_h >= 0)
     handles = best_h[q, slot]
-    found = [(payload[h >> 32], h & 0xFFFFFFFF) for h in handles.tolist()]
-    yield pa.RecordBatch.from_pydict(
-        {
-            "q": pa.array(q, pa.int32()),
-            "d": pa.array(best_d[q, slot].astype(np.float64)),
-            "track_id": pa.array([arrays[0][pos].as_py() for arrays, pos in found], pa.int64()),
-            "path": pa.array([arrays[1][pos].as_py() for arrays, pos in found], pa.string()),
-            "genre": pa.array([arrays[2][pos].as_py() for arrays, pos in found], pa.string()),
-        }
-    )
+    # A handle's list and row, as a row of the task's lists laid end to end.
+    starts = np.cumsum([0, *(len(arrays[0]) for arrays in payload)])
+    rows = pa.array(starts[handles >> 32] + (handles & 0xFFFFFFFF))
+    values = [pa.concat_arrays(column).take(rows) for column in zip(*payload, strict=True)]
+    q_d = [pa.array(q, pa.int32()), pa.array(best_d[q, slot].astype(np.float64))]
+    yield pa.RecordBatch.from_arrays([*q_d, *values], schema=_CANDIDATE_SCHEMA)
 
 
 def probe_lists(index: Index, vectors: np.ndarray, *, probes: int, k: int) -> dict[int, np.ndarray]:
     """The queries (row numbers of ``vectors``) that probe each list: each query's ``probes``
     nearest lists, and the next ones while those hold fewer than ``k`` tracks."""
-    order = nearest_centroids(vectors, index.centroids, len(index.centroids))
-    sizes = index.list_sizes[order].cumsum(axis=1)
-    # Lists before the first whose running size reaches k, that one included.
-    enough = np.minimum((sizes < k).sum(axis=1) + 1, len(index.centroids))
-    counts = np.maximum(enough, min(probes, len(index.centroids)))
-    probed: dict[int, list[int]] = {}
-    for query, (row, count) in enumerate(zip(order, counts, strict=True)):
-        for cluster in row[:count].tolist():
-            probed.setdefault(cluster, []).append(query)
-    return {cluster: np.array(queries) for cluster, queries in probed.items()}
+    lists = len(index.centroids)
+    probes = min(probes, lists)
+    order = nearest_centroids(vectors, index.centroids, probes)
+    short = np.flatnonzero(index.list_sizes[order].sum(axis=1) < k)
+    pairs = [(np.repeat(np.arange(len(vectors)), probes), order.reshape(-1))]
+    if len(short):  # these queries' nearest lists hold fewer than k tracks: probe further
+        further = nearest_centroids(vectors[short], index.centroids, lists)
+        sizes = index.list_sizes[further].cumsum(axis=1)
+        # Lists before the first whose running size reaches k, that one included.
+        counts = np.minimum((sizes < k).sum(axis=1) + 1, lists)
+        for query, row, count in zip(short, further, counts, strict=True):
+            extra = row[probes:count]
+            pairs.append((np.full(len(extra), query), extra))
+    queries = np.concatenate([p[0] for p in pairs])
+    clusters = np.concatenate([p[1] for p in pairs])
+    by_list = np.argsort(clusters, kind="stable")
+    found, starts = np.unique(clusters[by_list], return_index=True)
+    groups = np.split(queries[by_list], starts[1:])
+    return {int(cluster): group for cluster, group in zip(found, groups, strict=True)}
 
 
 def search(
@@ -162,8 +177,8 @@ def search(
     wanted = k + 1
     probes_of = None if probes is None else probe_lists(index, vectors, probes=probes, k=wanted)
     lists = index.lists(spark) if lists is None else lists
-    if probes_of is not None:
-        lists = lists.where(F.col("cluster").isin([int(c) for c in probes_of]))
+    if probes_of is not None and len(probes_of) < len(index.centroids):
+        lists = lists.where(F.expr(f"cluster IN ({','.join(map(str, probes_of))})"))
     shared = spark.sparkContext.broadcast((vectors, probes_of))
     try:
         scan = partial(_scan, shared=shared, k=wanted, dim=index.space.dim)
@@ -181,12 +196,10 @@ def search(
         mine = pd.array(list(track_ids), dtype="Int64")[found["q"].to_numpy()]
         own |= (pd.array(found["track_id"], dtype="Int64") == mine).fillna(False).to_numpy(bool)
     if paths is not None:
-        keys = np.array([None if p is None else path_key(p) for p in paths], dtype=object)
-        theirs = [None if p is None else path_key(p) for p in found["path"]]
-        own |= np.array(
-            [a is not None and a == b for a, b in zip(keys[found["q"]], theirs, strict=True)],
-            dtype=bool,
-        )
+        keys = pd.Series(list(paths), dtype=object).str.replace(S3_ALIASES, "s3://", regex=True)
+        theirs = found["path"].str.replace(S3_ALIASES, "s3://", regex=True)
+        mine = keys.to_numpy()[found["q"].to_numpy()]
+        own |= (theirs.to_numpy() == mine) & pd.notna(mine)
     found = found[~own].sort_values(["q", "distance", "track_id", "path"], kind="stable")
     found["rank"] = found.groupby("q").cumcount() + 1
     found = found[found["rank"] <= k]
