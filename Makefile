@@ -95,8 +95,8 @@ run: $(SAMPLE)/.done chromium
 	$(SPARK_SUBMIT) jobs/similar.py --config conf/local.toml --features $(OUT)/features \
 		--families mir,musicnn --labels $(OUT)/labels --output $(OUT)/similar --overwrite
 	$(SPARK_SUBMIT) jobs/similar.py --config conf/local.toml --evaluate --features $(OUT)/features \
-		--spaces mir musicnn mir,musicnn --labels $(OUT)/labels --output $(OUT)/similar-report \
-		--overwrite
+		--spaces mir musicnn mir,musicnn network mir,network --network $(OUT)/network \
+		--labels $(OUT)/labels --output $(OUT)/similar-report --overwrite
 	$(SPARK_SUBMIT) jobs/segments.py --config conf/local.toml --model $(OUT)/model \
 		--input $(SAMPLE)/fma_full --output $(OUT)/timeline --labels $(OUT)/labels --overwrite \
 		--similar $(OUT)/similar

@@ -233,13 +233,21 @@ def test_the_network_s_last_hidden_layer_is_a_similarity_space(
     assert code == 0, printed
     network_space, mir = json.loads((report / "report.json").read_text())["spaces"]
     assert network_space["space"] == "network" and network_space["dim"] == 256
-    assert network_space["recall"] == 1.0  # every list probed: 4 lists, at least 16 probes
+    assert network_space["recall"] == 1.0  # every list probed: 4 lists, at least 24 probes
     assert "lacks" in mir["error"]  # a patch table holds no MIR column
     code, printed = _similar(
         spark, "--features", network["patches"], "--families", "mir,network", "--output",
         tmp_path / "none",
     )  # fmt: skip
     assert code == 2 and "the family network needs --network MODEL_DIR" in printed
+    other = tmp_path / "other_patches"
+    other.mkdir()
+    table = pq.read_table(network["patches"])
+    table = table.append_column("settings", pa.array(["v1;patches=n_mels64"] * len(table)))
+    pq.write_table(table, other / "part-0.parquet")
+    argv = ["--features", other, "--families", "network", "--network", network["output"]]
+    code, printed = _similar(spark, *argv, "--output", tmp_path / "other_index")
+    assert code == 2 and "(v1;patches=n_mels64) are not the network's" in printed
 
 
 def test_audio_and_pages_query_the_network_s_space(

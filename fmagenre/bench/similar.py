@@ -43,8 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--probes",
         type=comma_list(positive_int),
-        default=[16, 32],
-        help="IVF lists probed, comma-separated: one row each (default 16,32)",
+        default=[24, 32],
+        help="IVF lists probed, comma-separated: one row each (default 24,32)",
     )
     parser.add_argument(
         "--lists", type=non_negative_int, default=0, help="IVF lists; 0: sqrt(tracks) (default)"

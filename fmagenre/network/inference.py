@@ -135,6 +135,27 @@ def _embed_one(model: NetworkModel, blob, status) -> list[float] | None:
         return None
 
 
+def require_network_patches(rows: DataFrame, model: NetworkModel, *, source: str) -> None:
+    """Check that the patches of feature rows are cut as ``model``'s (by their ``settings``
+    column, where they have one).
+
+    Raises
+    ------
+    NetworkInputError
+        When the rows have no patches column, or patches of other settings only.
+    """
+    _require_patches(rows)
+    if "settings" not in rows.columns:
+        return
+    found = rows.where(F.col("patches").isNotNull()).select("settings").distinct().limit(20)
+    keys = [row.settings or "" for row in found.collect()]
+    if keys and not any(model.settings.key() in key for key in keys):
+        raise NetworkInputError(
+            f"the patches of {source} ({keys[0]}) are not the network's"
+            f" ({model.settings.key()}): extract again with the network's patch settings"
+        )
+
+
 def add_embeddings(model: NetworkModel, rows: DataFrame) -> DataFrame:
     """``rows`` with the float columns :func:`~fmagenre.audio.names.network_names` of the
     network's last hidden layer, each row's mean over its patches (null where it has no

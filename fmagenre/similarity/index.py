@@ -40,7 +40,12 @@ from pyspark.sql import functions as F
 from sklearn.cluster import KMeans
 
 from fmagenre.audio.names import network_names
-from fmagenre.network.inference import add_embeddings, copy_network, load_network
+from fmagenre.network.inference import (
+    add_embeddings,
+    copy_network,
+    load_network,
+    require_network_patches,
+)
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_json
 from fmagenre.platform.session import session_settings
 from fmagenre.similarity.space import (
@@ -63,7 +68,7 @@ FORMAT = 1
 #: At most this many vectors per centroid train k-means (FAISS warns under 39).
 TRAIN_PER_LIST = 64
 #: Fewest lists probed by default by an IVF query (more on large indexes: :func:`default_probes`).
-MIN_PROBES = 16
+MIN_PROBES = 24
 KMEANS_ITERATIONS = 20
 
 
@@ -251,8 +256,9 @@ def default_lists(tracks: int) -> int:
 
 def default_probes(lists: int) -> int:
     """Lists an IVF query probes by default: a tenth of them, at least :data:`MIN_PROBES`
-    (measured with ``python -m fmagenre.bench similar``: recall@10 0.967 at 100,000
-    generated tracks, 316 lists, 32 probes; 0.95 at 10,000 tracks, 100 lists, 16 probes)."""
+    (measured with ``python -m fmagenre.bench similar``: recall@10 0.926 at 100,000
+    generated tracks, 316 lists, 32 probes, 0.892 at 24; 0.898 at 10,000 tracks, 100 lists,
+    16 probes, 0.981 at 32)."""
     return min(lists, max(MIN_PROBES, math.ceil(lists / 10)))
 
 
@@ -330,6 +336,7 @@ def build_index(
     if "track_id" not in ok.columns:
         ok = ok.withColumn("track_id", F.lit(None).cast("long"))
     if model is not None:
+        require_network_patches(ok, model, source=features)
         log.info("the network's last hidden layer of each track (%s)", network)
         keys = [name for name in ("track_id", "path", "extractor_version") if name in ok.columns]
         embedded = add_embeddings(model, ok.select(*keys, *columns, "patches")).drop("patches")
