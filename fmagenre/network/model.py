@@ -169,17 +169,12 @@ def patch_log_probs(
 
 
 def patch_embeddings(
-    model: GenreCNN,
-    normaliser: PatchNormaliser,
-    patches: np.ndarray,
-    *,
-    batch: int = 64,
-    device: torch.device | None = None,
+    model: GenreCNN, normaliser: PatchNormaliser, patches: np.ndarray, *, batch: int = 64
 ) -> np.ndarray:
     """float32 ``(n, model.embedding_width)``: each patch's last hidden layer
-    (:meth:`GenreCNN.embed`); eval mode, no gradient."""
+    (:meth:`GenreCNN.embed`) on the CPU; eval mode, no gradient."""
     width = model.embedding_width
-    return _patch_outputs(model, normaliser, patches, model.embed, width, batch, device)
+    return _patch_outputs(model, normaliser, patches, model.embed, width, batch, None)
 
 
 def track_log_probs(log_probs: np.ndarray) -> np.ndarray:
