@@ -22,6 +22,8 @@ from fmagenre.synthetic.feature_tables import synthetic_rows, write_synthetic_ta
 
 GENRES = {"Rock": 0.3, "Electronic": 0.25, "Hip-Hop": 0.2, "Folk": 0.15, "Jazz": 0.1}
 FAMILIES = "mfcc,spectral_contrast"
+#: Whole runs of jobs/similar.py (index builds, audio extraction): outside make test-fast.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
