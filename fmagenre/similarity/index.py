@@ -4,7 +4,8 @@ Layout of an index directory (any Hadoop path)::
 
     INDEX/manifest.json   the space (columns, standardisation, PCA), the extractor versions
                           of the table, the IVF parameters and centroids, counts, genres
-INDEX/network/        with a network in the space: a copy of it (jobs/train_cnn.py's files)
+    INDEX/network/        with a network in the space: a copy of it (jobs/train_cnn.py's
+                          files), which places the queries
     INDEX/tracks/         Parquet, a row per indexed track: track_id, path, genre (from
                           --labels, else null), vector (float32 array), cluster
     INDEX/lists/          Parquet, a row per cluster (its inverted list): cluster, size,
@@ -17,7 +18,7 @@ a sample of at most :data:`TRAIN_PER_LIST` vectors per centroid, every track goe
 nearest centroid's list (in the executors). As FAISS trains its coarse quantiser, k-means runs
 in one process, on the driver: scikit-learn's, seeded by k-means++. Spark ML's ``KMeans``
 (k-means||) left lists of very unequal sizes (100,000 generated tracks, 316 lists: sizes 1 to
-940, coefficient of variation 0.91, against 0.25), so that a query probing 32 lists scanned
+940, coefficient of variation 0.91, against 0.23), so that a query probing 32 lists scanned
 18% of the tracks instead of 10%: a query is likeliest to probe the largest lists.
 """
 
