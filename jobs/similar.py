@@ -157,7 +157,7 @@ def space(families: list[str] | None) -> tuple[str, tuple[str, ...], list[str] |
 def network_of(args: argparse.Namespace, families: list[str] | None) -> str | None:
     """``--network`` where the families ask for it, checked."""
     if NETWORK not in (families or ()):
-        if args.network and not args.spaces:
+        if args.network:
             raise SimilarityError("--network goes with --families network (or mir,network...)")
         return None
     if not args.network:
@@ -205,7 +205,11 @@ def similar(spark: SparkSession, args: argparse.Namespace, config: Config) -> No
             k=args.k,
             probes=args.probes,
             exact=args.exact,
-            columns=None if NETWORK in (args.families or [NETWORK]) else space(args.families)[1],
+            columns=(
+                None
+                if args.families is None or NETWORK in args.families
+                else space(args.families)[1]
+            ),
             extract=config.extract,
             overwrite=args.overwrite,
         )

@@ -70,7 +70,11 @@ def _worker_model(data: bytes, digest: str) -> NetworkModel:
     return model
 
 
-def _score_one(model: NetworkModel, blob, status) -> tuple[list[float] | None, str | None]:
+def _track_values(
+    model: NetworkModel, blob, status, values
+) -> tuple[list[float] | None, str | None]:
+    """``values(patches)`` of a row's patches (a track's or a window's), or null and why (null
+    reason for a row whose ``status`` is not ``ok``)."""
     if status is not None and status != "ok":
         return None, None
     if blob is None:
@@ -79,7 +83,7 @@ def _score_one(model: NetworkModel, blob, status) -> tuple[list[float] | None, s
         patches = patches_from_bytes(bytes(blob), settings=model.settings)
         if len(patches) == 0:
             return None, "no patches"
-        return model.track_log_probs(patches).tolist(), None
+        return values(patches).tolist(), None
     except ValueError as exc:
         return None, f"unreadable patches: {exc}"
 
@@ -94,7 +98,10 @@ def log_probs_column(model: NetworkModel, patches: Column, status: Column) -> Co
     @F.pandas_udf(_SCORES)
     def scores(blobs: pd.Series, statuses: pd.Series) -> pd.DataFrame:
         loaded = _worker_model(data, digest)
-        found = [_score_one(loaded, b, s) for b, s in zip(blobs, statuses, strict=True)]
+        found = [
+            _track_values(loaded, b, s, loaded.track_log_probs)
+            for b, s in zip(blobs, statuses, strict=True)
+        ]
         return pd.DataFrame(
             {"log_probs": [f[0] for f in found], "error": [f[1] for f in found]},
             index=blobs.index,
@@ -125,16 +132,6 @@ def add_log_probs(
     return scored.drop("_network")
 
 
-def _embed_one(model: NetworkModel, blob, status) -> list[float] | None:
-    if (status is not None and status != "ok") or blob is None:
-        return None
-    try:
-        patches = patches_from_bytes(bytes(blob), settings=model.settings)
-        return model.track_embedding(patches).tolist() if len(patches) else None
-    except ValueError:
-        return None
-
-
 def require_network_patches(rows: DataFrame, model: NetworkModel, *, source: str) -> None:
     """Check that the patches of feature rows are cut as ``model``'s (by their ``settings``
     column, where they have one).
@@ -150,10 +147,14 @@ def require_network_patches(rows: DataFrame, model: NetworkModel, *, source: str
     found = rows.where(F.col("patches").isNotNull()).select("settings").distinct().limit(20)
     keys = [row.settings or "" for row in found.collect()]
     if keys and not any(model.settings.key() in key for key in keys):
-        raise NetworkInputError(
-            f"the patches of {source} ({keys[0]}) are not the network's"
-            f" ({model.settings.key()}): extract again with the network's patch settings"
-        )
+        raise _other_patches(model, f"the patches of {source}", keys[0])
+
+
+def _other_patches(model: NetworkModel, whose: str, settings: str) -> NetworkInputError:
+    return NetworkInputError(
+        f"{whose} ({settings}) are not the network's ({model.settings.key()}): extract again"
+        " with the network's patch settings"
+    )
 
 
 def add_embeddings(model: NetworkModel, rows: DataFrame) -> DataFrame:
@@ -168,7 +169,10 @@ def add_embeddings(model: NetworkModel, rows: DataFrame) -> DataFrame:
     def embed(blobs: pd.Series, statuses: pd.Series) -> pd.Series:
         loaded = _worker_model(data, digest)
         return pd.Series(
-            [_embed_one(loaded, b, s) for b, s in zip(blobs, statuses, strict=True)],
+            [
+                _track_values(loaded, b, s, loaded.track_embedding)[0]
+                for b, s in zip(blobs, statuses, strict=True)
+            ],
             index=blobs.index,
         )
 
@@ -291,10 +295,7 @@ def network_member(
     _require_network(spark, network_dir, "--with-network")
     model = NetworkModel.load(spark, network_dir)
     if patch_settings is not None and model.settings.key() not in patch_settings:
-        raise NetworkInputError(
-            f"the feature table's patches ({patch_settings}) are not the network's"
-            f" ({model.settings.key()}): extract again with the network's patch settings"
-        )
+        raise _other_patches(model, "the feature table's patches", patch_settings)
     held_out = frozenset(int(t) for t in model.info["validation"]["track_ids"])
     genres = tuple(model.genres)
 

@@ -190,8 +190,9 @@ def run_evaluation(
         results.append(evaluate_index(spark, read_index(spark, index), **options))
     for name, columns, families in spaces:
         log.info("space %s: building its index", name)
+        uses_network = NETWORK in (families or ())
         try:
-            if NETWORK in (families or ()) and network is None:
+            if uses_network and network is None:
                 raise SimilarityError(
                     f"the space {name} needs --network MODEL_DIR (jobs/train_cnn.py's output)"
                 )
@@ -207,7 +208,7 @@ def run_evaluation(
                 lists=lists,
                 probes=probes or 0,
                 seed=seed,
-                network=network if NETWORK in (families or ()) else None,
+                network=network if uses_network else None,
                 overwrite=True,
             )
         except (SimilarityError, InputError) as error:

@@ -475,7 +475,8 @@ def run_query(
     if not overwrite and path_exists(spark, output):
         raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
     extract = (extract or ExtractConfig()).with_musicnn(uses_musicnn(built.space.columns))
-    embedder = index_network(spark, built)
+    # Indexed tracks have their vectors: only feature rows need the index's network.
+    embedder = None if track_ids else index_network(spark, built)
     if track_ids:
         queries, vectors = queries_from_tracks(spark, built, track_ids)
         kind = "tracks"
