@@ -1,0 +1,1 @@
+"""New uploads classified as they land: the streaming job of ``jobs/watch.py``."""

@@ -1,0 +1,274 @@
+"""The watch job: new uploads classified as they land, exactly once, across kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from job_loader import ROOT, load_job
+
+from fmagenre.platform.session import ensure_java
+from fmagenre.watch.ledger import FEATURES, PREDICTIONS, STATUS
+from fmagenre.watch.stream import WatchOptionError, WatchOptions
+
+
+@pytest.fixture(scope="module")
+def job():
+    return load_job("watch")
+
+
+def _predictions(output: Path):
+    """The prediction rows as a plain Parquet reader sees them (none before the first batch)."""
+    folder = output / PREDICTIONS
+    if not any(folder.glob("*.parquet")):
+        return []
+    columns = ["path", "status", "error", "genre", "file_size", "modified_at", "latency_s"]
+    return pq.read_table(folder, columns=columns).to_pylist()
+
+
+def _versions(rows) -> Counter:
+    return Counter((Path(r["path"]).name, r["file_size"], r["modified_at"]) for r in rows)
+
+
+def _landing(sample_corpus, folder: Path, good: int) -> dict[str, int]:
+    """``good`` tracks and every bad file of the sample in ``folder``; sizes by name."""
+    folder.mkdir(parents=True)
+    for track in sample_corpus.tracks[:good]:
+        shutil.copy(track.path, folder / track.path.name)
+    for reason, path in sample_corpus.bad_files.items():
+        shutil.copy(path, folder / f"bad_{reason}.mp3")
+    (folder / "notes.txt").write_text("not audio, not matched by the glob")
+    return {p.name: p.stat().st_size for p in folder.glob("*.mp3")}
+
+
+def test_options_are_checked():
+    with pytest.raises(WatchOptionError, match="max_files must be at least 1, got 0"):
+        WatchOptions(max_files=0)
+    with pytest.raises(WatchOptionError, match="min_age_s must be 0 or more, got -1"):
+        WatchOptions(min_age_s=-1)
+
+
+def test_once_classifies_every_file_version_once(
+    spark, job, sample_corpus, trained_model, tmp_path, capsys
+):
+    landing, output, checkpoint = tmp_path / "landing", tmp_path / "out", tmp_path / "ck"
+    sizes = _landing(sample_corpus, landing, good=4)
+    argv = ["--model", str(trained_model.output), "--input", str(landing)]
+    argv += ["--output", str(output), "--checkpoint", str(checkpoint)]
+    argv += ["--once", "--min-age", "0", "--max-files", "3"]
+
+    assert job.main(argv, spark=spark) == 0
+    printed = capsys.readouterr().out
+    rows = _predictions(output)
+    assert {Path(r["path"]).name: r["file_size"] for r in rows} == sizes
+    assert len(rows) == len(sizes)
+    bad = {Path(r["path"]).name for r in rows if r["status"] != "ok"}
+    assert bad == {f"bad_{reason}.mp3" for reason in sample_corpus.bad_files if reason != "short"}
+    assert all(r["genre"] is None and r["error"] for r in rows if r["status"] != "ok")
+    assert all(r["genre"] in trained_model.metrics["labels"] for r in rows if r["status"] == "ok")
+    batches = sorted((output / PREDICTIONS).glob("*.parquet"))
+    assert len(batches) == -(-len(sizes) // 3)  # a backlog goes in batches of --max-files
+    view = pq.read_table(output / FEATURES, columns=["path", "status"]).to_pylist()
+    assert sorted(Path(r["path"]).name for r in view) == sorted(sizes)
+    status = json.loads((output / STATUS).read_text())
+    assert (status["state"], status["files"], status["waiting"]) == ("stopped", len(sizes), 0)
+    assert f"watch: {len(sizes)} files classified" in printed
+
+    # Again: nothing new, nothing classified twice.
+    assert job.main(argv, spark=spark) == 0
+    assert sorted((output / PREDICTIONS).glob("*.parquet")) == batches
+
+    # A file replaced under its name, and a new one: one row each.
+    replaced = sample_corpus.tracks[0].path.name
+    shutil.copy(sample_corpus.tracks[5].path, landing / replaced)
+    os.utime(landing / replaced, (time.time() + 5, time.time() + 5))
+    shutil.copy(sample_corpus.tracks[6].path, landing / "new.mp3")
+    assert job.main(argv, spark=spark) == 0
+    rows = _predictions(output)
+    assert max(_versions(rows).values()) == 1
+    names = Counter(Path(r["path"]).name for r in rows)
+    assert names[replaced] == 2 and names["new.mp3"] == 1 and len(rows) == len(sizes) + 2
+    sizes_now = {r["file_size"] for r in rows if Path(r["path"]).name == replaced}
+    assert sizes_now == {sizes[replaced], (landing / replaced).stat().st_size}
+    view = pq.read_table(output / FEATURES, columns=["path", "file_size"]).to_pylist()
+    assert len(view) == len(sizes) + 1  # the view: one row per file, the replaced one's newest
+    assert {r["file_size"] for r in view if Path(r["path"]).name == replaced} == {
+        (landing / replaced).stat().st_size
+    }
+
+
+def _fail(job, spark, capsys, argv) -> str:
+    assert job.main(argv, spark=spark) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("watch:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_setup_errors_are_one_line(spark, job, sample_corpus, trained_model, tmp_path, capsys):
+    landing, output, checkpoint = tmp_path / "landing", tmp_path / "out", tmp_path / "ck"
+    model = str(trained_model.output)
+
+    def argv(**given):
+        paths = {"model": model, "input": landing, "output": output, "checkpoint": checkpoint}
+        paths.update(given)
+        return [*(f"--{k}={v}" for k, v in paths.items()), "--once", "--min-age", "0"]
+
+    line = _fail(job, spark, capsys, argv())
+    assert line == (
+        f"watch: landing folder {landing} does not exist: check --input (without --once the"
+        " watch waits for it)"
+    )
+    _landing(sample_corpus, landing, good=1)
+    assert job.main(argv(), spark=spark) == 0
+    capsys.readouterr()
+    other = tmp_path / "other"
+    other.mkdir()
+    line = _fail(job, spark, capsys, argv(input=other))
+    assert line.startswith(f"watch: checkpoint {checkpoint} belongs to the watch of {model} on")
+    assert line.endswith(
+        "pass those options, or a new --checkpoint for this model, landing folder and output"
+    )
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "x.csv").write_text("a,b\n")
+    line = _fail(job, spark, capsys, argv(output=foreign, checkpoint=tmp_path / "ck2"))
+    assert line == (
+        f"watch: {foreign} is not a watch job's output (it holds other files): choose an empty"
+        " or new directory"
+    )
+    line = _fail(
+        job,
+        spark,
+        capsys,
+        argv(model=tmp_path, checkpoint=tmp_path / "ck3", output=tmp_path / "out3"),
+    )
+    assert line.startswith(f"watch: {tmp_path} holds no trained model")
+
+
+# -- a real spark-submit, killed with -9 mid-batch, then restarted ----------------------------
+
+
+def _start(command, env, log: Path) -> subprocess.Popen:
+    with log.open("a") as sink:
+        return subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _wait(what, until, process, log: Path, *, seconds: float = 240):
+    deadline = time.monotonic() + seconds
+    while not until():
+        assert process.poll() is None, f"the watch ended first:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, (
+            f"{what}: not within {seconds} s:\n" + (log.read_text()[-4000:])
+        )
+        time.sleep(0.2)
+
+
+def _in_flight(output: Path) -> bool:
+    """Whether a batch has started its feature chunk and not committed its predictions."""
+    committed = {p.stem for p in (output / PREDICTIONS).glob("*.parquet")}
+    started = {p.name for p in (output / FEATURES / "_runs").glob("run-*")}
+    return bool(committed) and bool(started - committed)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_then_restart_classifies_each_file_once(
+    sample_corpus, trained_model, tmp_path
+):
+    landing, output, checkpoint = tmp_path / "landing", tmp_path / "out", tmp_path / "ck"
+    sizes = _landing(sample_corpus, landing, good=6)
+    env = {
+        **os.environ,
+        "JAVA_HOME": ensure_java(),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    command = [
+        str(Path(sys.executable).parent / "spark-submit"),
+        *("--master", "local[2]", "--conf", "spark.ui.enabled=false"),
+        str(ROOT / "jobs/watch.py"),
+        *("--model", str(trained_model.output), "--input", str(landing)),
+        *("--output", str(output), "--checkpoint", str(checkpoint)),
+        *("--max-files", "2", "--interval", "1", "--min-age", "2", "--view-every", "0"),
+    ]
+    log = tmp_path / "watch.log"
+    first = _start(command, env, log)
+    try:
+        _wait("a batch in flight after a commit", lambda: _in_flight(output), first, log)
+        os.killpg(first.pid, signal.SIGKILL)  # the driver JVM, its Python workers, all
+        first.wait()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    before = _predictions(output)
+    assert 2 <= len(before) < len(sizes), "the kill came after the last batch"
+    assert max(_versions(before).values()) == 1
+    chunks = len(list((output / FEATURES / "_runs").glob("run-*")))
+
+    # While it is down: a new file. After the restart: one copied in place slowly (never
+    # read half), and one replaced under its name.
+    shutil.copy(sample_corpus.tracks[6].path, landing / "while_down.mp3")
+    second = _start(command, env, log)
+    try:
+        _wait(
+            "the restart's first batch",
+            lambda: len(_predictions(output)) > len(before),
+            second,
+            log,
+        )
+        data = sample_corpus.tracks[7].path.read_bytes()
+        slow = landing / "slow.mp3"
+        with slow.open("wb") as sink:
+            for start in range(0, len(data), len(data) // 4 + 1):
+                sink.write(data[start : start + len(data) // 4 + 1])
+                sink.flush()
+                time.sleep(0.5)
+        replaced = sample_corpus.tracks[1].path.name
+        shutil.copy(sample_corpus.tracks[8].path, landing / f".{replaced}.part")
+        os.replace(landing / f".{replaced}.part", landing / replaced)
+        every = {**sizes, "while_down.mp3": 0, "slow.mp3": 0}
+
+        def all_there():
+            rows = _predictions(output)
+            names = Counter(Path(r["path"]).name for r in rows)
+            return set(names) == set(every) and names[replaced] == 2
+
+        _wait("every file classified", all_there, second, log)
+
+        def status_says_so():
+            status = json.loads((output / STATUS).read_text())
+            return status["files"] == len(_predictions(output)) - len(before)
+
+        _wait("the status file", status_says_so, second, log)
+    finally:
+        os.killpg(second.pid, signal.SIGKILL)  # a stop at any moment is safe
+        second.wait()
+
+    rows = _predictions(output)
+    assert max(_versions(rows).values()) == 1  # exactly once, each file version
+    assert len(rows) == len(every) + 1  # the replaced file twice
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["slow.mp3"]["file_size"] == len(data)
+    assert by_name["slow.mp3"]["status"] == "ok"
+    assert by_name[replaced]["file_size"] == (landing / replaced).stat().st_size
+    after_restart = [r for r in rows if Path(r["path"]).name in ("slow.mp3", replaced)]
+    assert all(r["latency_s"] < 60 for r in after_restart)
+    view = pq.read_table(output / FEATURES, columns=["path"]).column("path").to_pylist()
+    assert sorted(Path(p).name for p in view) == sorted(every)
+    status = json.loads((output / STATUS).read_text())
+    assert status["waiting"] == 0 and status["last_batch"]["files"] >= 1
+    print(
+        f"kill -9 with {len(before)} rows committed and a batch in flight ({chunks} feature"
+        f" chunks started); after the restart {len(rows)} prediction rows for"
+        f" {len(every)} files (one replaced: 2 rows), each version once; view {len(view)} rows"
+    )
