@@ -24,7 +24,7 @@ SPARK35_TESTS := tests/test_cluster_chain.py tests/test_ensemble.py tests/test_s
 	tests/test_network_inference.py::test_predictions_of_a_patch_table_are_the_models_own \
 	tests/test_network_inference.py::test_the_timeline_of_a_network_shows_its_windows \
 	tests/test_external_members.py tests/test_unreachable_master.py tests/test_job_paths.py \
-	tests/test_similar.py \
+	tests/test_similar.py tests/test_watch.py \
 	tests/test_bench_spark_cluster.py \
 	tests/test_job_runner.py::test_a_barrier_task_s_own_error_keeps_its_traceback \
 	tests/test_cluster_lost_worker.py::test_a_barrier_stage_that_loses_its_executor_exits_3 \
@@ -92,6 +92,9 @@ run: $(SAMPLE)/.done chromium
 		--with-network $(OUT)/network
 	$(SPARK_SUBMIT) jobs/predict.py --config conf/local.toml --model $(OUT)/model \
 		--input $(SAMPLE)/fma_full --output $(OUT)/predictions --overwrite
+	rm -rf $(OUT)/watch $(OUT)/watch-checkpoint
+	$(SPARK_SUBMIT) jobs/watch.py --config conf/local.toml --model $(OUT)/model --once \
+		--input $(SAMPLE)/fma_full --output $(OUT)/watch --checkpoint $(OUT)/watch-checkpoint
 	$(SPARK_SUBMIT) jobs/similar.py --config conf/local.toml --features $(OUT)/features \
 		--families mir,musicnn --labels $(OUT)/labels --output $(OUT)/similar --overwrite
 	$(SPARK_SUBMIT) jobs/similar.py --config conf/local.toml --evaluate --features $(OUT)/features \
@@ -103,7 +106,8 @@ run: $(SAMPLE)/.done chromium
 	$(BIN)/python -m fmagenre.timeline.browser screenshot $(OUT)/timeline/pages/2.html \
 		$(OUT)/timeline/screenshot.png
 	@echo "done: features $(OUT)/features, labels $(OUT)/labels, network $(OUT)/network,"\
-		"model $(OUT)/model, predictions $(OUT)/predictions, similar-track index $(OUT)/similar,"\
+		"model $(OUT)/model, predictions $(OUT)/predictions, watch $(OUT)/watch,"\
+		"similar-track index $(OUT)/similar,"\
 		"timeline $(OUT)/timeline"
 	@echo "reports: $(OUT)/network/report.md, $(OUT)/model/report.md,"\
 		"$(OUT)/similar-report/report.md"

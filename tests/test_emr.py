@@ -172,10 +172,13 @@ def test_dry_run_prints_valid_requests_for_the_whole_chain_and_sends_nothing(
             "s3://d/work",
             "--predict-input",
             "s3://d/new",
+            "--landing",
+            "s3://d/landing",
         ]
     )
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0
+    assert "the watch step s-DRYRUN5 runs until cancelled: aws emr cancel-steps" in err
     assert "AKID" not in out and "secret" not in out
     payloads = json.JSONDecoder().raw_decode
     requests, rest = [], out.strip()
@@ -261,7 +264,7 @@ def test_train_step_runs_static_executors_and_as_many_xgboost_workers():
 
 
 def test_every_step_s_arguments_parse_in_its_job():
-    where = emr.Locations("s3://b/audio", "s3://b/meta", "s3://b/work", "s3://b/new")
+    where = emr.Locations("s3://b/audio", "s3://b/meta", "s3://b/work", "s3://b/new", "s3://b/in")
     for cfg in (_cfg(), _cfg(deploy_mode="client")):
         for step in emr.add_steps_request(cfg, "j-1", emr.STEPS, where, {})["Steps"]:
             args = step["HadoopJarStep"]["Args"]
@@ -271,6 +274,18 @@ def test_every_step_s_arguments_parse_in_its_job():
             parser = load_job(Path(script).stem).make_parser()
             parsed = parser.parse_args(args[args.index(script) + 1 :])
             assert parsed.config == args[args.index("--config") + 1]
+
+
+def test_the_watch_step_is_last_and_keeps_its_checkpoint_in_work():
+    where = emr.Locations(work="s3://b/work", landing="s3://b/landing")
+    (step,) = emr.add_steps_request(_cfg(), "j-1", ["watch"], where, {})["Steps"]
+    args = step["HadoopJarStep"]["Args"]
+    assert args[args.index("--input") + 1] == "s3://b/landing"
+    assert args[args.index("--checkpoint") + 1] == "s3://b/work/watch-checkpoint"
+    with pytest.raises(ConfigError, match="the watch step runs until it is cancelled: put it last"):
+        emr.add_steps_request(_cfg(), "j-1", ["watch", "predict"], where, {})
+    with pytest.raises(ConfigError, match="the watch step needs --landing"):
+        emr.add_steps_request(_cfg(), "j-1", ["watch"], emr.Locations(work="s3://w"), {})
 
 
 def test_client_mode_copies_the_job_config_to_the_driver_first():

@@ -38,8 +38,11 @@ ALLOWED = {
     # Tracks like this one, in feature and embedding spaces (the network's among them).
     "similarity": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
     | {"network"},
+    # New uploads classified as they land: extraction and prediction in a streaming query.
+    "watch": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
+    | {"network"},
     "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
-    | {"network", "analysis", "synthetic", "timeline", "similarity"},
+    | {"network", "analysis", "synthetic", "timeline", "similarity", "watch"},
 }
 #: Sub-packages that run without Spark: no pyspark import at all.
 SPARK_FREE = {"", "errors", "audio", "labels", "metrics"}

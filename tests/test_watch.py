@@ -137,6 +137,13 @@ def test_setup_errors_are_one_line(spark, job, sample_corpus, trained_model, tmp
     assert line.endswith(
         "pass those options, or a new --checkpoint for this model, landing folder and output"
     )
+    query_state = tmp_path / "query-ck"
+    (query_state / "offsets").mkdir(parents=True)  # a checkpoint of some other query
+    line = _fail(job, spark, capsys, argv(checkpoint=query_state, output=tmp_path / "out4"))
+    assert line == (
+        f"watch: checkpoint {query_state} holds another streaming query's state, not"
+        " jobs/watch.py's: give this job a --checkpoint of its own"
+    )
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x.csv").write_text("a,b\n")

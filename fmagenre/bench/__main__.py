@@ -1,5 +1,5 @@
 """Benchmarks: ``python -m fmagenre.bench COMMAND``: extract, spark, analysis, train, balance,
-parity, cpu-drift, segments, network, musicnn, similar.
+parity, cpu-drift, segments, network, musicnn, similar, watch.
 
 Figures are printed, never asserted: machines are shared and noisy, so every ratio is
 measured side by side in one run (alternating the implementations) and medians are reported.
@@ -27,6 +27,7 @@ COMMANDS = {
     "network": ("network", "the spectrogram network: patches' cost, training, inference, scores"),
     "musicnn": ("musicnn", "the musicnn family: its cost, and scores with and without it"),
     "similar": ("similar", "similarity search: index build, IVF against exact, recall@10"),
+    "watch": ("watch", "the streaming job: latency at a steady rate, throughput against batch"),
 }
 
 

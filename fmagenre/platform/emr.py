@@ -8,7 +8,7 @@
   release's pip constraints under ``s3://BUCKET/PREFIX/``.
 - ``create-cluster``: RunJobFlow from the ``[emr]`` section (release, instances, spot,
   log URI, auto-termination, bootstrap action, numba's cache directory).
-- ``submit``: AddJobFlowSteps for any of ``extract,labels,train,predict,segments`` as
+- ``submit``: AddJobFlowSteps for any of ``extract,labels,train,predict,segments,watch`` as
   ``command-runner.jar spark-submit ...``, then (``--wait``) follow them and, on failure, print
   the step's state, reason and where its logs are.
 
@@ -65,7 +65,7 @@ NODE_NUMBA_CACHE = "/opt/fmagenre/numba-cache"
 ARCHIVE_NAME = "fmagenre-env.tar.gz"
 #: Where the nodes' Python 3.11 lives (emr/bootstrap.sh installs it from the distribution).
 NODE_PYTHON_PREFIX = "/usr"
-STEPS = ("extract", "labels", "train", "predict", "segments")
+STEPS = ("extract", "labels", "train", "predict", "segments", "watch")
 #: pip constraints (under emr/) by EMR release major version: the Spark the release runs.
 CONSTRAINTS = {7: "constraints-spark35.txt"}
 #: Where a client-mode step's driver (on the primary node) reads the job configuration.
@@ -84,6 +84,7 @@ class Locations:
     metadata: str = ""
     work: str = ""
     predict_input: str = ""
+    landing: str = ""
 
 
 def s3_root(cfg: EmrConfig) -> str:
@@ -382,6 +383,7 @@ def step_arguments(name: str, where: Locations) -> list[str]:
         "train": ("work",),
         "predict": ("predict_input", "work"),
         "segments": ("predict_input", "work"),
+        "watch": ("landing", "work"),
     }[name]
     missing = [f"--{key.replace('_', '-')}" for key in required if not getattr(where, key)]
     if missing:
@@ -418,6 +420,17 @@ def step_arguments(name: str, where: Locations) -> list[str]:
             "100",
             "--embed-audio",
         ],
+        # A streaming query: the step runs until it is cancelled.
+        "watch": [
+            "--model",
+            f"{work}/model",
+            "--input",
+            where.landing,
+            "--output",
+            f"{work}/watch",
+            "--checkpoint",
+            f"{work}/watch-checkpoint",
+        ],
     }[name]
 
 
@@ -427,6 +440,7 @@ JOB_SCRIPTS = {
     "train": "train.py",
     "predict": "predict.py",
     "segments": "segments.py",
+    "watch": "watch.py",
 }
 
 
@@ -442,6 +456,8 @@ def add_steps_request(
     conf_file = f"{root}/conf/{cfg.job_config}"
     if not steps:
         raise ConfigError(f"no step given: --steps takes a subset of {','.join(STEPS)}")
+    if "watch" in steps[:-1]:
+        raise ConfigError("the watch step runs until it is cancelled: put it last in --steps")
     result = []
     if cfg.deploy_mode == "client":
         copy = ["aws", "s3", "cp", "--quiet", conf_file, _config_argument(cfg)]
@@ -654,7 +670,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--predict-input", default="", help="S3 folder to classify (predict, segments)"
     )
-    parser.add_argument("--wait", action="store_true", help="follow the steps to the end")
+    parser.add_argument("--landing", default="", help="S3 folder where new audio lands (watch)")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the steps to the end (all but the watch, which runs until cancelled)",
+    )
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
     return parser.parse_args(argv)
 
@@ -680,11 +701,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(create_cluster(client, cfg, dist))
             return 0
         steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-        where = Locations(args.audio, args.metadata, args.work, args.predict_input)
+        where = Locations(args.audio, args.metadata, args.work, args.predict_input, args.landing)
         add_steps_request(cfg, "j-CHECK", steps, where, {})  # validate before creating
         cluster_id = args.cluster_id or create_cluster(client, cfg, dist)
         step_ids = submit(client, cfg, cluster_id, steps, where, dict(config.spark))
         print(f"cluster {cluster_id}: steps {', '.join(step_ids)}", file=sys.stderr)
+        if steps[-1] == "watch":
+            print(
+                f"the watch step {step_ids[-1]} runs until cancelled: aws emr cancel-steps"
+                f" --cluster-id {cluster_id} --step-ids {step_ids[-1]}",
+                file=sys.stderr,
+            )
+            step_ids = step_ids[:-1]
         if args.wait and not args.dry_run:
             return 0 if wait(client, cfg, cluster_id, step_ids, poll_s=args.poll) else 1
         return 0
