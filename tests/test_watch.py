@@ -240,10 +240,11 @@ def test_kill_9_mid_batch_then_restart_classifies_each_file_once(
                 sink.write(data[start : start + len(data) // 4 + 1])
                 sink.flush()
                 time.sleep(0.5)
+        (landing / "late_bad.mp3").write_bytes(b"ID3" + bytes(range(256)) * 40)
         replaced = sample_corpus.tracks[1].path.name
         shutil.copy(sample_corpus.tracks[8].path, landing / f".{replaced}.part")
         os.replace(landing / f".{replaced}.part", landing / replaced)
-        every = {**sizes, "while_down.mp3": 0, "slow.mp3": 0}
+        every = {**sizes, "while_down.mp3": 0, "slow.mp3": 0, "late_bad.mp3": 0}
 
         def all_there():
             rows = _predictions(output)
@@ -267,6 +268,7 @@ def test_kill_9_mid_batch_then_restart_classifies_each_file_once(
     by_name = {Path(r["path"]).name: r for r in rows}
     assert by_name["slow.mp3"]["file_size"] == len(data)
     assert by_name["slow.mp3"]["status"] == "ok"
+    assert by_name["late_bad.mp3"]["status"] == "error" and by_name["late_bad.mp3"]["error"]
     assert by_name[replaced]["file_size"] == (landing / replaced).stat().st_size
     after_restart = [r for r in rows if Path(r["path"]).name in ("slow.mp3", replaced)]
     assert all(r["latency_s"] < 60 for r in after_restart)

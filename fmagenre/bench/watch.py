@@ -129,9 +129,11 @@ def _latency(spark, predictor, model: str, files: list[Path], out: Path, rate: f
             landed[name] = (landing / name).stat().st_mtime
         deadline = time.monotonic() + 600
         while len(watch.done) < len(files) and time.monotonic() < deadline:
+            if not query.isActive:
+                raise RuntimeError(f"the watch stopped: {query.exception()}")
             time.sleep(0.5)
     finally:
-        query.stop()
+        watch.stop(query)
         watch.close()
     latencies = []
     for batch in sorted((out / "watch" / PREDICTIONS).glob("*.parquet")):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -165,6 +166,8 @@ class Watch:
         self.last_batch: dict | None = None
         self.state = "starting"
         self.failure: BaseException | None = None
+        self.stopping = False
+        self._busy = threading.Lock()
         self._refreshed = time.monotonic()
         self._told_missing = False
         log.info(
@@ -295,6 +298,12 @@ class Watch:
         }
 
     def _on_tick(self, _frame: DataFrame, _batch_id: int, *, once: bool) -> None:
+        if self.stopping:
+            return
+        with self._busy:
+            self._tick(once)
+
+    def _tick(self, once: bool) -> None:
         try:
             while self.step() is not None and once:
                 pass
@@ -323,6 +332,13 @@ class Watch:
             .trigger(**trigger)
             .start()
         )
+
+    def stop(self, query) -> None:
+        """Stop ``query`` between micro-batches: stopped in the middle of one, Spark
+        interrupts its job with a long Java trace (harmless, the batch is redone)."""
+        self.stopping = True
+        with self._busy:
+            query.stop()
 
     def close(self) -> None:
         """Refresh the feature table's view and say the watch stopped in its status."""
@@ -395,7 +411,7 @@ def run_watch(
         query.awaitTermination()
     except KeyboardInterrupt:
         log.info("stopping the watch of %s", input)
-        query.stop()
+        watch.stop(query)
     except StreamingQueryException:
         if watch.failure is not None:
             raise watch.failure from None
