@@ -114,6 +114,20 @@ def make_parser() -> argparse.ArgumentParser:
         help=f"seconds between refreshes of OUTPUT/{FEATURES}'s view, which rewrite it whole"
         " (default %(default)s; also refreshed at the end)",
     )
+    parser.add_argument(
+        "--similar",
+        type=hadoop_path,
+        metavar="INDEX",
+        help="a similar-track index of jobs/similar.py: each prediction row also lists the"
+        " file's nearest indexed tracks (column similar)",
+    )
+    parser.add_argument(
+        "--similar-k",
+        type=int_range(1),
+        default=DEFAULTS.similar_k,
+        metavar="K",
+        help="nearest tracks listed with --similar (default %(default)s)",
+    )
     return parser
 
 
@@ -130,6 +144,8 @@ def watch(spark: SparkSession, args: argparse.Namespace, config: Config) -> None
             interval_s=args.interval,
             min_age_s=args.min_age,
             view_every_s=args.view_every,
+            similar=args.similar,
+            similar_k=args.similar_k,
         ),
         once=args.once,
         predictor=load_predictor(spark, args.model),

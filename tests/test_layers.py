@@ -39,7 +39,8 @@ ALLOWED = {
     "similarity": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
     | {"network"},
     # New uploads classified as they land: extraction and prediction in a streaming query.
-    "watch": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"} | {"network"},
+    "watch": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
+    | {"network", "similarity"},
     "bench": {"audio", "labels", "metrics", "platform", "tables", "extraction", "ml"}
     | {"network", "analysis", "synthetic", "timeline", "similarity", "watch"},
 }

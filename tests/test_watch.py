@@ -105,6 +105,28 @@ def test_once_classifies_every_file_version_once(
         (landing / replaced).stat().st_size
     }
 
+    # The similar tracks of each new file, from an index of the watch's own feature table.
+    index = tmp_path / "index"
+    similar = ["--features", str(output / FEATURES), "--output", str(index)]
+    assert load_job("similar").main(similar, spark=spark) == 0
+    argv += ["--similar", str(index), "--similar-k", "3"]
+    argv[argv.index("--output") + 1] = str(tmp_path / "out2")
+    argv[argv.index("--checkpoint") + 1] = str(tmp_path / "ck2")
+    assert job.main(argv, spark=spark) == 0
+    folder = tmp_path / "out2" / PREDICTIONS
+    rows = pq.read_table(folder, columns=["path", "status", "similar"]).to_pylist()
+    assert len(rows) == len(sizes) + 1
+    indexed = {r["path"] for r in view}
+    for row in rows:
+        if row["status"] != "ok":
+            assert row["similar"] is None
+            continue
+        near = row["similar"]
+        assert [n["rank"] for n in near] == [1, 2, 3]
+        assert row["path"] not in {n["path"] for n in near} <= indexed
+        distances = [n["distance"] for n in near]
+        assert distances == sorted(distances) and distances[0] > 0
+
 
 def _fail(job, spark, capsys, argv) -> str:
     assert job.main(argv, spark=spark) == 2

@@ -319,7 +319,7 @@ def result_rows(queries: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
     queries), each other query's one row with a null rank."""
     ok = np.flatnonzero((queries["status"] == "ok").to_numpy())
     neighbours = (
-        queries.iloc[ok[found["q"].to_numpy()]]
+        queries.iloc[ok[found["q"].to_numpy(dtype=np.int64)]]  # typed when empty too
         .reset_index()
         .assign(
             rank=found["rank"].to_numpy(),

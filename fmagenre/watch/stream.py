@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from fmagenre.audio.names import uses_musicnn
 from fmagenre.errors import InputError
 from fmagenre.extraction.driver import (
     extraction_frame,
@@ -44,6 +45,8 @@ from fmagenre.extraction.driver import (
 )
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.session import session_settings
+from fmagenre.similarity.index import read_index
+from fmagenre.similarity.search import embedded, index_network, neighbours
 from fmagenre.tables.feature_table import (
     FEATURE_SCHEMA,
     check_output,
@@ -54,6 +57,7 @@ from fmagenre.tables.feature_table import (
     refresh_view,
     run_path,
 )
+from fmagenre.tables.label_table import ARROW_ENABLED
 from fmagenre.watch import ledger
 
 log = logging.getLogger(__name__)
@@ -81,16 +85,23 @@ class WatchOptions:
     view_every_s : float
         Seconds between refreshes of the feature table's view (each rewrites the whole view;
         the chunks hold the rows meanwhile); the view is also refreshed when the watch stops.
+    similar : str or None
+        A similar-track index (``jobs/similar.py``): each prediction row also lists the
+        ``similar_k`` nearest indexed tracks (column ``similar``); None: none.
+    similar_k : int
     """
 
     max_files: int = 64
     interval_s: float = 5.0
     min_age_s: float = 5.0
     view_every_s: float = 60.0
+    similar: str | None = None
+    similar_k: int = 10
 
     def __post_init__(self):
-        if self.max_files < 1:
-            raise WatchOptionError(f"max_files must be at least 1, got {self.max_files}")
+        for name in ("max_files", "similar_k"):
+            if getattr(self, name) < 1:
+                raise WatchOptionError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("interval_s", "min_age_s", "view_every_s"):
             if getattr(self, name) < 0:
                 raise WatchOptionError(f"{name} must be 0 or more, got {getattr(self, name)}")
@@ -147,8 +158,25 @@ class Watch:
         self.predictor = predictor
         self.model_dir, self.input, self.output = model_dir, input, output
         self.checkpoint = checkpoint
-        self.extract = extract.with_musicnn(predictor.musicnn)
         self.options = options
+        self.index = (
+            None
+            if options.similar is None
+            else read_index(spark, options.similar, option="--similar")
+        )
+        self.embedder = None if self.index is None else index_network(spark, self.index)
+        self.extract = extract.with_musicnn(
+            predictor.musicnn or (self.index is not None and uses_musicnn(self.index.space.columns))
+        )
+        self.patches = predictor.patch_settings
+        if self.embedder is not None:
+            if self.patches is not None and self.patches != self.embedder.settings:
+                raise WatchOptionError(
+                    f"the network of the --similar index {self.index.path} cuts other patches"
+                    " than the model's network: build the index with the model's network, or"
+                    " on features"
+                )
+            self.patches = self.embedder.settings
         self.features = ledger.join(output, ledger.FEATURES)
         ledger.claim(
             spark,
@@ -215,9 +243,9 @@ class Watch:
         started = time.perf_counter()
         run_id = new_run_id()
         chunk = chunk_id(run_id, 0)
-        frame = extraction_frame(
-            self.spark, files, self.extract, patches=self.predictor.patch_settings
-        ).withColumn("chunk_id", F.lit(chunk))
+        frame = extraction_frame(self.spark, files, self.extract, patches=self.patches).withColumn(
+            "chunk_id", F.lit(chunk)
+        )
         settings = {
             **file_source_conf(self.spark, files, self.extract),
             # An upload deleted or renamed between the listing and the read is skipped.
@@ -230,6 +258,8 @@ class Watch:
             f"{run_path(self.features, run_id)}/{chunk.rsplit('/', 1)[1]}"
         )
         scored = self.predictor.predictions(rows, extra=("file_size", "modified_at"), scores=True)
+        if self.index is not None:
+            scored = self._with_similar(rows, scored)
         self.spark.sparkContext.setJobDescription(f"watch: predict {len(files)} files")
         try:
             path = ledger.commit(self.spark, _stamp(scored, run_id), self.output, run_id)
@@ -272,6 +302,35 @@ class Watch:
         if time.monotonic() - self._refreshed >= self.options.view_every_s:
             self.refresh()
         return record
+
+    def _with_similar(self, rows: DataFrame, scored: DataFrame) -> DataFrame:
+        """``scored`` with each file's nearest indexed tracks: column ``similar``, an array
+        of (rank, track_id, path, genre, distance) by rank; null for a file without."""
+        keys = ("track_id", "path", "status", "error", "error_reason", "extractor_version")
+        with session_settings(self.spark, {ARROW_ENABLED: "true"}):
+            queries = (
+                embedded(self.embedder, rows).select(*keys, *self.index.space.columns).toPandas()
+            )
+        found = neighbours(
+            self.spark,
+            self.index,
+            queries,
+            k=self.options.similar_k,
+            labels=queries["path"].tolist(),
+            source="the new files",
+        )
+        found = found[found["rank"].notna()].astype({"rank": "int32"})
+        near = self.spark.createDataFrame(
+            found[["query_path", "rank", "track_id", "path", "genre", "distance"]],
+            "query_path string, rank int, track_id long, path string, genre string,"
+            " distance double",
+        )
+        lists = near.groupBy(F.col("query_path").alias("_query")).agg(
+            F.sort_array(
+                F.collect_list(F.struct("rank", "track_id", "path", "genre", "distance"))
+            ).alias("similar")
+        )
+        return scored.join(lists, scored["path"] == lists["_query"], "left").drop("_query")
 
     def refresh(self) -> None:
         """Bring the feature table's view up to date with its chunks."""
