@@ -28,6 +28,7 @@ import logging
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -63,6 +64,7 @@ from fmagenre.watch import ledger
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "fmagenre-watch"
+LATENCIES_KEPT = 1000
 
 
 class WatchOptionError(InputError, ValueError):
@@ -188,7 +190,8 @@ class Watch:
         open_table(spark, self.features, buckets=self.extract.table_files)
         self.done = ledger.classified(spark, output)
         self.totals = {"batches": 0, "files": 0, "ok": 0, "errors": 0}
-        self.latencies: list[float] = []
+        #: The latencies of the last files classified, for the status' median.
+        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
         self.waiting = 0
         self.ready_in_s: float | None = None
         self.last_batch: dict | None = None
