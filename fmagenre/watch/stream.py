@@ -96,7 +96,7 @@ class WatchOptions:
     max_files: int = 64
     interval_s: float = 5.0
     min_age_s: float = 5.0
-    view_every_s: float = 60.0
+    view_every_s: float = 600.0
     similar: str | None = None
     similar_k: int = 10
 
@@ -323,11 +323,12 @@ class Watch:
             source="the new files",
         )
         found = found[found["rank"].notna()].astype({"rank": "int32"})
-        near = self.spark.createDataFrame(
-            found[["query_path", "rank", "track_id", "path", "genre", "distance"]],
-            "query_path string, rank int, track_id long, path string, genre string,"
-            " distance double",
-        )
+        with session_settings(self.spark, {ARROW_ENABLED: "true"}):  # nullable track ids
+            near = self.spark.createDataFrame(
+                found[["query_path", "rank", "track_id", "path", "genre", "distance"]],
+                "query_path string, rank int, track_id long, path string, genre string,"
+                " distance double",
+            )
         lists = near.groupBy(F.col("query_path").alias("_query")).agg(
             F.sort_array(
                 F.collect_list(F.struct("rank", "track_id", "path", "genre", "distance"))
