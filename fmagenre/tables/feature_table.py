@@ -369,6 +369,11 @@ def _view_files(spark: SparkSession, output: str) -> dict[int, str]:
     return files
 
 
+def _bucket(count: int) -> Column:
+    """The view file that holds a row: a hash of its key."""
+    return F.pmod(F.xxhash64(row_key()), F.lit(count))
+
+
 def refresh_view(
     spark: SparkSession,
     output: str,
@@ -381,6 +386,12 @@ def refresh_view(
     Each bucket file of the view is written to a staging folder, then replaces the view's
     file in one step (:func:`fmagenre.platform.hadoop.replace_file`); a bucket left without
     rows loses its file. The state file, replaced last, lists the chunks the view holds.
+
+    When chunks were only added since the last refresh, only the buckets their rows fall in
+    are rewritten, from those buckets' rows and the new rows (so each refresh costs what it
+    adds, not the whole table); otherwise (the first view, an overwrite) every bucket, from
+    every chunk. The two give the same rows, but for a file whose new row is an error with the
+    size and modification time of an earlier version whose ok row the view no longer holds.
 
     Parameters
     ----------
@@ -406,15 +417,25 @@ def refresh_view(
     if state["chunks"] == names and state["since"] == since:
         return state
     count = state["buckets"]
+    earlier = set(state["chunks"] or ())
+    whole = state["chunks"] is None or state["since"] != since or not earlier <= set(names)
+    view = _view_files(spark, output)
     staging = _join(output, STAGING, secrets.token_hex(6))
     staged: dict[int, list[str]] = {}
     context = spark.sparkContext
     context.setJobDescription(f"refresh the view of {output}")
     try:
+        if whole:
+            rows = _read_rows(spark, chunks.values()).withColumn("_bucket", _bucket(count))
+        else:
+            added = [path for name, path in chunks.items() if name not in earlier]
+            rows = _read_rows(spark, added).withColumn("_bucket", _bucket(count))
+            touched = sorted(row[0] for row in rows.select("_bucket").distinct().collect())
+            kept = _read_rows(spark, [view[b] for b in touched if b in view])
+            rows = rows.unionByName(kept.withColumn("_bucket", _bucket(count)))
         if chunks:
             (
-                latest_rows(_read_rows(spark, chunks.values()))
-                .withColumn("_bucket", F.pmod(F.xxhash64(row_key()), F.lit(count)))
+                latest_rows(rows)
                 .repartition(count, "_bucket")
                 .sortWithinPartitions("_bucket", row_key())
                 .write.option("maxRecordsPerFile", 0)
@@ -429,11 +450,12 @@ def refresh_view(
             raise RuntimeError(f"staged view {staging} has several files for one bucket")
         for bucket, (source,) in sorted(staged.items()):
             replace_file(spark, source, _join(output, f"part-{bucket:05d}.parquet"))
-        for bucket, path in _view_files(spark, output).items():
-            if bucket not in staged:
-                fs, stale = hadoop_fs(spark, path)
-                fs.delete(stale, False)
-        rows = _read_rows(spark, _view_files(spark, output).values()).count()
+        if whole:
+            for bucket, path in view.items():
+                if bucket not in staged:
+                    fs, stale = hadoop_fs(spark, path)
+                    fs.delete(stale, False)
+        total = _read_rows(spark, _view_files(spark, output).values()).count()
     finally:
         context.setJobDescription(None)
         fs, path = hadoop_fs(spark, staging)
@@ -442,7 +464,7 @@ def refresh_view(
         "buckets": count,
         "since": since,
         "chunks": names,
-        "rows": rows,
+        "rows": total,
         "refreshed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(spark, _join(output, VIEW_STATE), state)
