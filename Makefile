@@ -24,7 +24,7 @@ SPARK35_TESTS := tests/test_cluster_chain.py tests/test_ensemble.py tests/test_s
 	tests/test_network_inference.py::test_predictions_of_a_patch_table_are_the_models_own \
 	tests/test_network_inference.py::test_the_timeline_of_a_network_shows_its_windows \
 	tests/test_external_members.py tests/test_unreachable_master.py tests/test_job_paths.py \
-	tests/test_similar.py tests/test_watch.py \
+	tests/test_similar.py tests/test_watch.py tests/test_feature_view.py \
 	tests/test_bench_spark_cluster.py \
 	tests/test_job_runner.py::test_a_barrier_task_s_own_error_keeps_its_traceback \
 	tests/test_cluster_lost_worker.py::test_a_barrier_stage_that_loses_its_executor_exits_3 \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+import pytest
 from pyspark.sql import functions as F
 
 from fmagenre.tables.feature_table import (
@@ -19,6 +20,8 @@ from fmagenre.tables.feature_table import (
     published_chunks,
     refresh_view,
 )
+
+pytestmark = pytest.mark.slow  # a dozen Spark jobs
 
 
 def _chunk(spark, output: str, files: dict[str, tuple[int, int, str]]) -> str:

@@ -39,6 +39,7 @@ REQUIRED = {
     "similar": ["--features", "f", "--output", "o"],
     "train": ["--features", "f", "--labels", "l", "--output", "o"],
     "train_cnn": ["--patches", "p", "--labels", "l", "--output", "o"],
+    "watch": ["--model", "m", "--input", "i", "--output", "o", "--checkpoint", "c"],
 }
 
 
