@@ -291,9 +291,11 @@ def test_kill_9_mid_batch_then_restart_classifies_each_file_once(
     assert by_name["slow.mp3"]["file_size"] == len(data)
     assert by_name["slow.mp3"]["status"] == "ok"
     assert by_name["late_bad.mp3"]["status"] == "error" and by_name["late_bad.mp3"]["error"]
-    assert by_name[replaced]["file_size"] == (landing / replaced).stat().st_size
-    after_restart = [r for r in rows if Path(r["path"]).name in ("slow.mp3", replaced)]
-    assert all(r["latency_s"] < 60 for r in after_restart)
+    assert by_name[replaced]["file_size"] == (landing / replaced).stat().st_size  # the new one
+    # Landed while the restarted watch ran, behind its backlog (oldest first, 2 a batch):
+    # classified within a bound, on a loaded 2-core CI too (measured there: 96-107 s).
+    landed = [by_name["slow.mp3"], by_name["late_bad.mp3"], by_name[replaced]]
+    assert all(r["latency_s"] < 180 for r in landed), [r["latency_s"] for r in landed]
     view = pq.read_table(output / FEATURES, columns=["path"]).column("path").to_pylist()
     assert sorted(Path(p).name for p in view) == sorted(every)
     status = json.loads((output / STATUS).read_text())
