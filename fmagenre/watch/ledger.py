@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
@@ -125,16 +125,28 @@ def _committed_files(spark: SparkSession, output: str) -> list[str]:
     return sorted(status.getPath().toString() for status in fs.globStatus(pattern) or [])
 
 
+def _version_of(row) -> Version:
+    return Version(path_key(row.path), row.file_size, row.us)
+
+
 def versions_of(rows: DataFrame) -> set[Version]:
     """The file versions of prediction rows."""
     picked = rows.select("path", "file_size", F.unix_micros("modified_at").alias("us"))
-    return {Version(path_key(r.path), r.file_size, r.us) for r in picked.collect()}
+    return {_version_of(r) for r in picked.collect()}
 
 
 def classified(spark: SparkSession, output: str) -> set[Version]:
     """The file versions that have a committed prediction row: the ledger."""
     files = _committed_files(spark, output)
     return versions_of(spark.read.parquet(*files)) if files else set()
+
+
+def committed_rows(spark: SparkSession, path: str) -> list[tuple[Version, str, float]]:
+    """(version, status, latency_s) of each row of a committed predictions file: one read."""
+    picked = spark.read.parquet(path).select(
+        "path", "file_size", F.unix_micros("modified_at").alias("us"), "status", "latency_s"
+    )
+    return [(_version_of(r), r.status, r.latency_s) for r in picked.collect()]
 
 
 def commit(spark: SparkSession, rows: DataFrame, output: str, name: str) -> str:
@@ -157,6 +169,6 @@ def write_status(spark: SparkSession, output: str, status: Mapping) -> None:
     write_json(spark, join(output, STATUS), status)
 
 
-def keys(files: Iterable) -> set[Version]:
-    """The versions of listed files (:class:`fmagenre.extraction.driver.ListedFile`)."""
-    return {Version(path_key(f.path), f.size, f.modified_us) for f in files}
+def version(file) -> Version:
+    """The version of a listed file (:class:`fmagenre.extraction.driver.ListedFile`)."""
+    return Version(path_key(file.path), file.size, file.modified_us)

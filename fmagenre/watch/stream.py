@@ -216,7 +216,7 @@ class Watch:
         (unclassified files left for later) and ``ready_in_s`` (when the youngest waiting
         upload is old enough, None when none waits on its age)."""
         listed = list_inputs(self.spark, [self.input], glob=self.extract.glob)
-        new = [f for f in listed if ledger.keys([f]).isdisjoint(self.done)]
+        new = [f for f in listed if ledger.version(f) not in self.done]
         now_us = time.time() * 1e6
         min_age_us = self.options.min_age_s * 1e6
         young = [f for f in new if now_us - f.modified_us < min_age_us]
@@ -268,11 +268,10 @@ class Watch:
             path = ledger.commit(self.spark, _stamp(scored, run_id), self.output, run_id)
         finally:
             self.spark.sparkContext.setJobDescription(None)
-        committed = self.spark.read.parquet(path)
-        self.done |= ledger.versions_of(committed)
-        counts = committed.select("status", "latency_s").collect()
-        ok = sum(row.status == "ok" for row in counts)
-        latencies = sorted(row.latency_s for row in counts)
+        counts = ledger.committed_rows(self.spark, path)
+        self.done |= {version for version, _, _ in counts}
+        ok = sum(status == "ok" for _, status, _ in counts)
+        latencies = sorted(latency for _, _, latency in counts)
         self.latencies += latencies
         record = {
             "batch": run_id,
