@@ -40,6 +40,8 @@ SPARK35_TESTS := tests/test_cluster_chain.py tests/test_ensemble.py tests/test_s
 SPARK35_ONLY := --ignore tests/test_cluster_chain.py --deselect \
 	tests/test_bench_spark_cluster.py::test_cluster_mode_prints_its_figures_and_stops_its_clusters \
 	--deselect tests/test_spark_submit.py::test_the_train_job_ends_its_process_once_done
+# make test prints its slowest tests (where its minutes go).
+DURATIONS := --durations=30
 SAMPLE := sample
 OUT := out
 # The sample has 2-8 training tracks per genre: 2 folds, 3 candidates, small search ranges.
@@ -53,7 +55,7 @@ JAVA_HOME = $(shell $(BIN)/python -m fmagenre.platform.session 2>/dev/null)
 SPARK_SUBMIT = JAVA_HOME=$(JAVA_HOME) PYSPARK_PYTHON=$(abspath $(BIN)/python) \
 	PYSPARK_DRIVER_PYTHON=$(abspath $(BIN)/python) $(BIN)/spark-submit --master "local[*]" \
 	--conf spark.ui.showConsoleProgress=false --conf spark.log.level=WARN
-PYTEST35 = JAVA_HOME=$(JAVA_HOME) $(VENV35)/bin/pytest -q $(SPARK35_TESTS)
+PYTEST35 = JAVA_HOME=$(JAVA_HOME) $(VENV35)/bin/pytest -q $(DURATIONS) $(SPARK35_TESTS)
 
 .PHONY: run test test-fast test-spark35 lint bench clean chromium
 
@@ -122,7 +124,7 @@ lint: $(STAMP)
 test: lint chromium $(STAMP35)
 	@$(PYTEST35) > $(VENV35)/last-test.log 2>&1 & leg35=$$!; \
 	trap 'kill $$leg35 2>/dev/null' INT TERM; \
-	$(BIN)/pytest -q $(SPARK35_ONLY); main=$$?; \
+	$(BIN)/pytest -q $(DURATIONS) $(SPARK35_ONLY); main=$$?; \
 	wait $$leg35; leg35=$$?; \
 	echo "Spark 3.5 leg ($(VENV35)/bin/pytest, SPARK35_TESTS in the Makefile):"; \
 	cat $(VENV35)/last-test.log; \

@@ -27,12 +27,14 @@ NAMES = [
 ]
 
 
-def _bench(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+def _bench(*arguments: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     python = sys.executable
     env = {**os.environ, "JAVA_HOME": find_java_home(), "PYSPARK_PYTHON": python}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     command = [python, "-m", "fmagenre.bench", "spark", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -47,6 +49,7 @@ def test_cluster_mode_prints_its_figures_and_stops_its_clusters(tmp_path):
         "--duration",
         "3",
         cwd=tmp_path,
+        timeout=600,  # 3 minutes alone; twice that beside the other leg of make test on 2 cores
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()

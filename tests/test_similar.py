@@ -18,6 +18,7 @@ from job_loader import load_job
 
 from fmagenre.audio.feature_sets import family_columns
 from fmagenre.similarity.index import index_from_json, manifest_json, read_index
+from fmagenre.similarity.search import IndexMismatchError, query_patches
 from fmagenre.synthetic.feature_tables import synthetic_rows, write_synthetic_tables
 
 GENRES = {"Rock": 0.3, "Electronic": 0.25, "Hip-Hop": 0.2, "Folk": 0.15, "Jazz": 0.1}
@@ -233,3 +234,13 @@ def test_spaces_versions_and_empty_tables(spark, job, tmp_path):
     assert line.endswith(
         "no ok row with a value in the space zcr: give a table with extracted tracks"
     )
+
+
+def test_queries_are_cut_as_the_index_network_and_the_model_both_need():
+    network, model = {"seconds": 3.0, "hop": 1.5}, {"seconds": 3.0, "hop": 3.0}
+    assert query_patches("idx", None, None) is None
+    assert query_patches("idx", None, model) == model
+    assert query_patches("idx", network, None) == network
+    assert query_patches("idx", network, dict(network)) == network
+    with pytest.raises(IndexMismatchError, match="the --similar index idx cuts other patches"):
+        query_patches("idx", network, model)

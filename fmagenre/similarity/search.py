@@ -379,7 +379,7 @@ def timed_search(spark, index, vectors, **options) -> tuple[pd.DataFrame, float]
     return found, time.perf_counter() - started
 
 
-def _feature_rows(
+def query_rows(
     spark: SparkSession, frame: DataFrame, index: Index, *, source: str, settings: Mapping
 ) -> pd.DataFrame:
     """The rows of ``frame`` a query needs, on the driver (one action: audio is extracted
@@ -396,6 +396,28 @@ def index_network(spark: SparkSession, index: Index) -> NetworkModel | None:
     if index.manifest.get("network") is None:
         return None
     return load_network(spark, index.path, option="--index")
+
+
+def query_patches(
+    index_path: str, network: Mapping | None, model: Mapping | None
+) -> Mapping | None:
+    """The patch settings to extract queries of an index with: those of the index's
+    ``network`` (None: the index holds none), else the classifying ``model``'s (None: it
+    needs no patches).
+
+    Raises
+    ------
+    IndexMismatchError
+        When both cut patches, differently (one extraction serves both).
+    """
+    if network is None:
+        return model
+    if model is not None and model != network:
+        raise IndexMismatchError(
+            f"the network of the --similar index {index_path} cuts other patches than the"
+            " model's network: build the index with the model's network, or on features"
+        )
+    return network
 
 
 def embedded(model: NetworkModel | None, rows: DataFrame) -> DataFrame:
@@ -483,7 +505,7 @@ def run_query(
     elif table is not None:
         frame = embedded(embedder, read_feature_rows(spark, table, option="--query-table"))
         source = f"--query-table {table}"
-        rows = _feature_rows(spark, frame, built, source=source, settings={})
+        rows = query_rows(spark, frame, built, source=source, settings={})
         paths = rows["path"] if "path" in rows else [None] * len(rows)
         names = [
             p if p is not None else str(t) for p, t in zip(paths, rows["track_id"], strict=True)
@@ -496,7 +518,7 @@ def run_query(
             raise SimilarityError(f"no file matching {extract.glob} under {', '.join(audio)}")
         log.info("extracting the features of %d query files", len(files))
         patches = None if embedder is None else embedder.settings
-        rows = _feature_rows(
+        rows = query_rows(
             spark,
             embedded(embedder, extraction_frame(spark, files, extract, patches=patches)),
             built,

@@ -43,7 +43,13 @@ from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_json, write_output
 from fmagenre.platform.session import session_settings
 from fmagenre.similarity.index import Index, read_index
-from fmagenre.similarity.search import OUTPUT_SCHEMA, embedded, index_network, neighbours
+from fmagenre.similarity.search import (
+    OUTPUT_SCHEMA,
+    embedded,
+    index_network,
+    neighbours,
+    query_patches,
+)
 from fmagenre.tables.feature_table import path_key
 from fmagenre.tables.inputs import read_labels, require_path
 from fmagenre.tables.label_table import ARROW_ENABLED
@@ -327,6 +333,8 @@ def run(
     ------
     SegmentError
         On settings that do not fit, a missing model, no audio file.
+    IndexMismatchError
+        On a ``similar`` index whose network cuts other patches than the model's.
     FileNotFoundError, FileExistsError
         On a missing input; on an existing output without ``overwrite``.
     """
@@ -357,15 +365,12 @@ def run(
     if not files:
         raise SegmentError(f"no file matching {extract.glob} under {', '.join(inputs)}")
     log.info("%d files, windows of %g s every %g s", len(files), options.window, options.hop)
-    patches = None if model is None else model.patch_settings
     embedder = None if index is None else index_network(spark, index)
-    if embedder is not None:
-        if patches is not None and patches != embedder.settings:
-            raise SegmentError(
-                f"the network of the --similar index {index.path} cuts other patches than the"
-                " model's network: build the index with the model's network, or on features"
-            )
-        patches = embedder.settings
+    patches = query_patches(
+        None if index is None else index.path,
+        None if embedder is None else embedder.settings,
+        None if model is None else model.patch_settings,
+    )
     rows = embedded(
         embedder,
         extraction_frame(

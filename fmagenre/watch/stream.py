@@ -47,7 +47,13 @@ from fmagenre.extraction.driver import (
 from fmagenre.platform.config import ExtractConfig
 from fmagenre.platform.session import session_settings
 from fmagenre.similarity.index import read_index
-from fmagenre.similarity.search import embedded, index_network, neighbours
+from fmagenre.similarity.search import (
+    embedded,
+    index_network,
+    neighbours,
+    query_patches,
+    query_rows,
+)
 from fmagenre.tables.feature_table import (
     FEATURE_SCHEMA,
     check_output,
@@ -170,15 +176,11 @@ class Watch:
         self.extract = extract.with_musicnn(
             predictor.musicnn or (self.index is not None and uses_musicnn(self.index.space.columns))
         )
-        self.patches = predictor.patch_settings
-        if self.embedder is not None:
-            if self.patches is not None and self.patches != self.embedder.settings:
-                raise WatchOptionError(
-                    f"the network of the --similar index {self.index.path} cuts other patches"
-                    " than the model's network: build the index with the model's network, or"
-                    " on features"
-                )
-            self.patches = self.embedder.settings
+        self.patches = query_patches(
+            options.similar,
+            None if self.embedder is None else self.embedder.settings,
+            predictor.patch_settings,
+        )
         self.features = ledger.join(output, ledger.FEATURES)
         ledger.claim(
             spark,
@@ -308,11 +310,13 @@ class Watch:
     def _with_similar(self, rows: DataFrame, scored: DataFrame) -> DataFrame:
         """``scored`` with each file's nearest indexed tracks: column ``similar``, an array
         of (rank, track_id, path, genre, distance) by rank; null for a file without."""
-        keys = ("track_id", "path", "status", "error", "error_reason", "extractor_version")
-        with session_settings(self.spark, {ARROW_ENABLED: "true"}):
-            queries = (
-                embedded(self.embedder, rows).select(*keys, *self.index.space.columns).toPandas()
-            )
+        queries = query_rows(
+            self.spark,
+            embedded(self.embedder, rows),
+            self.index,
+            source="the new files",
+            settings={},
+        )
         found = neighbours(
             self.spark,
             self.index,
