@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from job_loader import load_job, local_submit
 
-from fmagenre.platform.session import ensure_java
 from fmagenre.tables.feature_table import MARKER, read_features
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 FILES = 8
-
-
-def _job():
-    spec = importlib.util.spec_from_file_location("extract_job", ROOT / "jobs/extract_features.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _markers(output: Path) -> list[Path]:
@@ -47,18 +37,10 @@ def test_kill_9_after_a_published_chunk_then_rerun(spark, sample_corpus, tmp_pat
     for i, track in enumerate(sample_corpus.tracks[:FILES]):
         shutil.copy(track.path, corpus / f"{200 + i:06d}.mp3")
     output = tmp_path / "features"
-    env = {
-        **os.environ,
-        "JAVA_HOME": ensure_java(),
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-    }
-    command = [
-        str(Path(sys.executable).parent / "spark-submit"),
-        *("--master", "local[2]", "--conf", "spark.ui.enabled=false"),
-        str(ROOT / "jobs/extract_features.py"),
+    command, env = local_submit(
+        "extract_features",
         *("--input", str(corpus), "--output", str(output), "--chunk-files", "2"),
-    ]
+    )
     log = tmp_path / "killed.log"
     reads = []  # what a reader polling the folder saw while the job ran: never a file twice
     with log.open("w") as sink:
@@ -83,7 +65,8 @@ def test_kill_9_after_a_published_chunk_then_rerun(spark, sample_corpus, tmp_pat
     seen = _plain_paths(output)
     assert len(seen) == len(set(seen)) <= published_rows  # the view lags at worst, never doubles
 
-    rerun = _job().main(["--input", str(corpus), "--output", str(output)], spark=spark)
+    argv = ["--input", str(corpus), "--output", str(output)]
+    rerun = load_job("extract_features").main(argv, spark=spark)
     assert rerun == 0
     (summary_file,) = output.glob("_runs/*/summary.json")
     summary = json.loads(summary_file.read_text())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,11 +17,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from job_loader import ROOT, load_job
+from job_loader import load_job, local_submit
 
-from fmagenre.platform.session import ensure_java
+from fmagenre.network.inference import load_predictor
+from fmagenre.platform.config import ExtractConfig
+from fmagenre.watch.lease import LEASE, Lease, LeaseError
 from fmagenre.watch.ledger import FEATURES, PREDICTIONS, STATUS
-from fmagenre.watch.stream import WatchOptionError, WatchOptions
+from fmagenre.watch.stream import Watch, WatchOptionError, WatchOptions
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +187,100 @@ def test_setup_errors_are_one_line(spark, job, sample_corpus, trained_model, tmp
         argv(model=tmp_path, checkpoint=tmp_path / "ck3", output=tmp_path / "out3"),
     )
     assert line.startswith(f"watch: {tmp_path} holds no trained model")
+    # A second watch on an output that one writes now (this process holds its lease).
+    held = Lease(spark, str(output))
+    held.acquire()
+    try:
+        line = _fail(job, spark, capsys, argv())
+    finally:
+        held.release()
+    assert re.fullmatch(
+        rf"watch: {re.escape(str(output))} is written by another watch \(process {os.getpid()}"
+        rf" on {re.escape(socket.gethostname())}, heartbeat \d+ s ago\): stop it first \(one"
+        r" watch per --output\); a watch that died elsewhere frees it \d+ s from now",
+        line,
+    ), line
+    assert not (output / LEASE).exists()
+    assert job.main(argv(), spark=spark) == 0  # released: the next one runs
+    assert not (output / LEASE).exists()
+
+
+def test_a_missing_landing_folder_is_waited_for(
+    spark, sample_corpus, trained_model, tmp_path, caplog
+):
+    landing, output = tmp_path / "landing", tmp_path / "out"
+    model = str(trained_model.output)
+    watch = Watch(
+        spark,
+        load_predictor(spark, model),
+        model_dir=model,
+        input=str(landing),
+        output=str(output),
+        checkpoint=str(tmp_path / "ck"),
+        extract=ExtractConfig(),
+        options=WatchOptions(min_age_s=0),
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="fmagenre.watch.stream"):
+            assert watch.step() is None and watch.step() is None
+        assert watch.state == "waiting for the landing folder"
+        said = [r.getMessage() for r in caplog.records if "does not exist" in r.getMessage()]
+        assert said == [f"landing folder {landing} does not exist yet: waiting for it"]
+        landing.mkdir()
+        shutil.copy(sample_corpus.tracks[0].path, landing / "first.mp3")
+        record = watch.step()
+        assert (record["files"], record["ok"], record["waiting"]) == (1, 1, 0)
+        assert watch.step() is None and watch.state == "idle"
+    finally:
+        watch.close()
+    assert json.loads((output / STATUS).read_text())["files"] == 1
+    assert not (output / LEASE).exists()
+
+
+def _lease_file(output: Path, **fields) -> None:
+    record = {"token": "theirs", "started_at_s": time.time(), "heartbeat_s": time.time()}
+    (output / LEASE).write_text(json.dumps({**record, **fields}))
+
+
+def test_the_lease_beats_and_goes_to_a_new_watch_only_when_the_old_one_ended(
+    spark, tmp_path, caplog
+):
+    output = tmp_path / "out"
+    first = Lease(spark, str(output), heartbeat_s=0.2, stale_after_s=2)
+    first.acquire()
+    beat = json.loads((output / LEASE).read_text())["heartbeat_s"]
+    time.sleep(1)
+    assert json.loads((output / LEASE).read_text())["heartbeat_s"] > beat + 0.3
+    with pytest.raises(LeaseError, match=f"process {os.getpid()} on"):
+        Lease(spark, str(output), heartbeat_s=0.2, stale_after_s=2).acquire()
+    first.release()
+    assert not (output / LEASE).exists()
+
+    # A live watch elsewhere: refused, with when it frees the output if it died.
+    _lease_file(output, host="elsewhere", pid=1)
+    with pytest.raises(LeaseError, match=r"on elsewhere, heartbeat 0 s ago\).* frees it 60 s"):
+        Lease(spark, str(output)).acquire()
+    # Its heartbeat stopped, or it was a process here that has ended: taken over at once.
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                           capture_output=True, check=True)  # fmt: skip
+    for fields in (
+        {"host": "elsewhere", "pid": 1, "heartbeat_s": time.time() - 61},
+        {"host": socket.gethostname(), "pid": int(ended.stdout)},
+    ):
+        _lease_file(output, **fields)
+        caplog.clear()
+        mine = Lease(spark, str(output))
+        mine.acquire()
+        assert json.loads((output / LEASE).read_text())["token"] == mine.token
+        assert any("taking over" in r.getMessage() for r in caplog.records)
+        mine.check()
+        # The one that lost it stops before its next commit.
+        _lease_file(output, host="elsewhere", pid=7)
+        with pytest.raises(LeaseError, match=r"lost its lease .* process 7 on elsewhere"):
+            mine.check()
+        mine.release()
+        assert json.loads((output / LEASE).read_text())["token"] == "theirs"  # not its to drop
+        (output / LEASE).unlink()
 
 
 # -- a real spark-submit, killed with -9 mid-batch, then restarted ----------------------------
@@ -217,20 +316,12 @@ def test_kill_9_mid_batch_then_restart_classifies_each_file_once(
 ):
     landing, output, checkpoint = tmp_path / "landing", tmp_path / "out", tmp_path / "ck"
     sizes = _landing(sample_corpus, landing, good=6)
-    env = {
-        **os.environ,
-        "JAVA_HOME": ensure_java(),
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-    }
-    command = [
-        str(Path(sys.executable).parent / "spark-submit"),
-        *("--master", "local[2]", "--conf", "spark.ui.enabled=false"),
-        str(ROOT / "jobs/watch.py"),
+    command, env = local_submit(
+        "watch",
         *("--model", str(trained_model.output), "--input", str(landing)),
         *("--output", str(output), "--checkpoint", str(checkpoint)),
         *("--max-files", "2", "--interval", "1", "--min-age", "2", "--view-every", "0"),
-    ]
+    )
     log = tmp_path / "watch.log"
     first = _start(command, env, log)
     try:

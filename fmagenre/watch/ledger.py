@@ -8,6 +8,7 @@ Layout under ``--output`` (any Hadoop path)::
                         micro-batch, the same one-row-per-file view as the extraction job's
     OUTPUT/_watch.json  what writes here: the model, the landing folder
     OUTPUT/_status.json where the watch stands, replaced after every micro-batch
+    OUTPUT/_lease.json  the watch writing here now (:mod:`fmagenre.watch.lease`)
 
 A micro-batch's predictions are written as one Parquet file to a staging folder, then renamed
 into ``predictions/``: that rename is the batch's commit. A reader of ``predictions/`` sees a

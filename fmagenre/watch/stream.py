@@ -66,6 +66,7 @@ from fmagenre.tables.feature_table import (
 )
 from fmagenre.tables.label_table import ARROW_ENABLED
 from fmagenre.watch import ledger
+from fmagenre.watch.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,10 @@ class Watch:
     Raises
     ------
     fmagenre.watch.ledger.WatchSetupError
-        When the output or checkpoint belongs to another watch or job.
+        When the output or checkpoint belongs to another watch or job, or another watch
+        writes the output now (:class:`fmagenre.watch.lease.LeaseError`).
+    fmagenre.similarity.search.IndexMismatchError
+        When the ``similar`` index's network cuts other patches than the model's.
     """
 
     def __init__(
@@ -188,9 +192,15 @@ class Watch:
             checkpoint=checkpoint,
             mine=ledger.identity(model=model_dir, input=input, output=output),
         )
-        check_output(spark, self.features)
-        open_table(spark, self.features, buckets=self.extract.table_files)
-        self.done = ledger.classified(spark, output)
+        self.lease = Lease(spark, output)
+        self.lease.acquire()
+        try:
+            check_output(spark, self.features)
+            open_table(spark, self.features, buckets=self.extract.table_files)
+            self.done = ledger.classified(spark, output)
+        except BaseException:
+            self.lease.release()
+            raise
         self.totals = {"batches": 0, "files": 0, "ok": 0, "errors": 0}
         #: The latencies of the last files classified, for the status' median.
         self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
@@ -266,6 +276,7 @@ class Watch:
         if self.index is not None:
             scored = self._with_similar(rows, scored)
         self.spark.sparkContext.setJobDescription(f"watch: predict {len(files)} files")
+        self.lease.check()
         try:
             path = ledger.commit(self.spark, _stamp(scored, run_id), self.output, run_id)
         finally:
@@ -407,10 +418,14 @@ class Watch:
             query.stop()
 
     def close(self) -> None:
-        """Refresh the feature table's view and say the watch stopped in its status."""
-        self.refresh()
-        self.state = "stopped"
-        ledger.write_status(self.spark, self.output, self.status())
+        """Refresh the feature table's view, say the watch stopped in its status, and give
+        up the output's lease."""
+        try:
+            self.refresh()
+            self.state = "stopped"
+            ledger.write_status(self.spark, self.output, self.status())
+        finally:
+            self.lease.release()
 
 
 def run_watch(
@@ -451,7 +466,8 @@ def run_watch(
     FileNotFoundError
         With ``once``, when the landing folder does not exist.
     fmagenre.watch.ledger.WatchSetupError
-        When the output or checkpoint belongs to another watch, model or job.
+        When the output or checkpoint belongs to another watch, model or job, or another
+        watch writes the output now (:class:`fmagenre.watch.lease.LeaseError`).
     """
     from pyspark.errors import StreamingQueryException
 
@@ -472,15 +488,19 @@ def run_watch(
         extract=extract or ExtractConfig(),
         options=options or WatchOptions(),
     )
-    query = watch.start(once=once)
     try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        log.info("stopping the watch of %s", input)
-        watch.stop(query)
-    except StreamingQueryException:
-        if watch.failure is not None:
-            raise watch.failure from None
+        query = watch.start(once=once)
+        try:
+            query.awaitTermination()
+        except KeyboardInterrupt:
+            log.info("stopping the watch of %s", input)
+            watch.stop(query)
+        except StreamingQueryException:
+            if watch.failure is not None:
+                raise watch.failure from None
+            raise
+    except BaseException:
+        watch.lease.release()
         raise
     watch.close()
     return watch.status()
