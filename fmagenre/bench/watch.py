@@ -117,9 +117,9 @@ def _latency(spark, predictor, model: str, files: list[Path], out: Path, rate: f
             max_files=args.max_files, interval_s=args.interval, min_age_s=args.min_age
         ),
     )
-    query = watch.start()
-    landed = {}
+    landed, query = {}, None
     try:
+        query = watch.start()
         started = time.monotonic()
         for i, source in enumerate(files):
             time.sleep(max(0.0, started + i / rate - time.monotonic()))
@@ -133,8 +133,11 @@ def _latency(spark, predictor, model: str, files: list[Path], out: Path, rate: f
                 raise RuntimeError(f"the watch stopped: {query.exception()}")
             time.sleep(0.5)
     finally:
-        watch.stop(query)
-        watch.close()
+        try:
+            if query is not None:
+                watch.stop(query)
+        finally:
+            watch.close()
     latencies = []
     for batch in sorted((out / "watch" / PREDICTIONS).glob("*.parquet")):
         committed = batch.stat().st_mtime

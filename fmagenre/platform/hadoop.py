@@ -64,8 +64,8 @@ def create_new(spark: SparkSession, path: str, data: str | bytes) -> bool:
         return False
     try:
         stream = fs.create(hadoop_path, False)
-    except Exception as error:  # py4j's error for Hadoop's FileAlreadyExistsException
-        if "FileAlreadyExistsException" in str(error):
+    except Exception:  # FileAlreadyExistsException, HDFS's AlreadyBeingCreatedException
+        if fs.exists(hadoop_path):
             return False
         raise
     try:

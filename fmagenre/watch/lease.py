@@ -1,13 +1,18 @@
 """One watch per output: ``OUTPUT/_lease.json``, held by the watch writing there.
 
-Two watches on one output would classify the same uploads twice (an EMR step retried while
-the first still runs, a second terminal). The watch that creates the lease file holds it and
-rewrites it every ``heartbeat_s`` seconds from a driver thread (a long micro-batch included);
-another watch that finds it refuses to start, in one line, unless the holder is gone: its last
-heartbeat is ``stale_after_s`` old, or it was a process of this host that has ended (the
-restart after a ``kill -9`` takes over at once). The holder checks the lease before each
-commit, so a watch that lost it (it stalled past ``stale_after_s`` and another took over)
-stops before writing a row.
+Two watches on one output would classify the same uploads twice (a second terminal, an EMR
+step submitted twice). The watch that creates the lease file holds it and rewrites it every
+``heartbeat_s`` seconds from a driver thread (long micro-batches included). Another watch that
+finds it:
+
+- held by a process of this host (same pid namespace) that still runs: refuses at once, in
+  one line;
+- held by one of this host that has ended (the restart after a ``kill -9``): takes it over;
+- held from elsewhere (a retried driver on another node, a second cluster): watches it until
+  its heartbeat moves (alive: refuses) or is ``stale_after_s`` old (gone: takes it over).
+
+The holder checks the lease just before each commit's rename, and that its own last heartbeat
+is younger than ``stale_after_s``: a watch that stalled and lost it commits no prediction.
 
 The lease is created in one step on local disks (``O_EXCL``) and HDFS (an exclusive create);
 on object stores (S3) a check then a write: two watches started within the same second can
@@ -24,9 +29,10 @@ import socket
 import threading
 import time
 
+from pyspark import InheritableThread
 from pyspark.sql import SparkSession
 
-from fmagenre.platform.hadoop import create_new, hadoop_fs, read_bytes, write_json
+from fmagenre.platform.hadoop import create_new, hadoop_fs, path_exists, read_bytes, write_json
 from fmagenre.watch.ledger import WatchSetupError, join
 
 LEASE = "_lease.json"
@@ -40,19 +46,50 @@ class LeaseError(WatchSetupError):
     """The output is another watch's, or this watch lost it to another."""
 
 
-def _process_ended(pid: int) -> bool:
-    """Whether process ``pid`` of this host has ended (a zombie has)."""
+def _proc(pid: int | str) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a process from ``/proc``; None without."""
     try:
-        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _ended_here(found: dict) -> bool:
+    """Whether the lease's process was one of this host and pid namespace that has ended
+    (a zombie has; a new process under its pid is another one)."""
+    if not _here(found):
+        return False
+    try:
+        os.kill(found["pid"], 0)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+        pass
+    now = _proc(found["pid"])
+    return now is not None and (now[0] in ("Z", "X") or now[1] != found.get("process_start"))
+
+
+def _here(found: dict) -> bool:
+    """Whether the lease's process is one of this host and pid namespace."""
+    return (found.get("host"), found.get("pid_namespace")) == (
+        socket.gethostname(),
+        _pid_namespace(),
+    ) and isinstance(found.get("pid"), int)
+
+
+def _holder(found: dict) -> str:
+    if "pid" not in found:
+        return "an unreadable lease"
+    return f"process {found['pid']} on {found.get('host')}"
 
 
 class Lease:
@@ -88,39 +125,72 @@ class Lease:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.token = secrets.token_hex(8)
+        #: Who holds it, as recorded: this host and process.
+        self.host = socket.gethostname()
         self.started_at = time.time()
+        self._beaten = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _record(self) -> dict:
         return {
             "token": self.token,
-            "host": socket.gethostname(),
+            "host": self.host,
             "pid": os.getpid(),
+            "pid_namespace": _pid_namespace(),
+            "process_start": (_proc("self") or (None, None))[1],
             "started_at_s": self.started_at,
             "heartbeat_s": time.time(),
         }
 
     def _read(self) -> dict | None:
-        """The lease as stored; one being written reads as beating since its file's time."""
+        """The lease as stored (None: no lease); one being written, or unreadable, reads as
+        beating since its file's time."""
         try:
-            data = read_bytes(self.spark, self.path)
+            found = json.loads(read_bytes(self.spark, self.path))
         except FileNotFoundError:
             return None
-        try:
-            return json.loads(data)
         except ValueError:
+            found = {}
+        except Exception:  # removed between the check and the read
+            if not path_exists(self.spark, self.path):
+                return None
+            raise
+        if not isinstance(found, dict) or not isinstance(found.get("heartbeat_s"), int | float):
             fs, path = hadoop_fs(self.spark, self.path)
-            return {"heartbeat_s": fs.getFileStatus(path).getModificationTime() / 1000}
+            try:
+                found = {"heartbeat_s": fs.getFileStatus(path).getModificationTime() / 1000}
+            except Exception:
+                return None
+        return found
 
-    def _held(self, found: dict, now: float) -> bool:
-        if now - found["heartbeat_s"] >= self.stale_after_s:
+    def _beating(self, found: dict) -> bool | None:
+        """Watch a lease of another host until its heartbeat moves (True) or is stale
+        (False); None when it was released or taken meanwhile."""
+        beat = found["heartbeat_s"]
+        wait_s = self.stale_after_s - (time.time() - beat)
+        if wait_s <= 0:
             return False
-        same_host = found.get("host") == socket.gethostname()
-        return not (same_host and "pid" in found and _process_ended(found["pid"]))
+        log.warning(
+            "%s is held by %s, heartbeat %.0f s ago: waiting up to %.0f s to see whether it"
+            " still beats",
+            self.path,
+            _holder(found),
+            time.time() - beat,
+            wait_s,
+        )
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            now = self._read()
+            if now is None or now.get("token") != found.get("token"):
+                return None
+            if now["heartbeat_s"] != beat:
+                return True
+        return False
 
     def acquire(self) -> None:
-        """Create the lease and start the heartbeat, or take over that of an ended watch.
+        """Create the lease and start the heartbeat, or take over that of a gone watch.
 
         Raises
         ------
@@ -129,7 +199,8 @@ class Lease:
         """
         for _ in range(3):
             if create_new(self.spark, self.path, json.dumps(self._record())):
-                self._thread = threading.Thread(
+                self._beaten = time.time()
+                self._thread = InheritableThread(
                     target=self._beat, name="fmagenre-watch-lease", daemon=True
                 )
                 self._thread.start()
@@ -137,23 +208,22 @@ class Lease:
             found = self._read()
             if found is None:
                 continue  # released meanwhile
-            now = time.time()
-            age = now - found["heartbeat_s"]
-            if self._held(found, now):
-                raise LeaseError(
-                    f"{self.output} is written by another watch (process {found.get('pid')} on"
-                    f" {found.get('host')}, heartbeat {age:.0f} s ago): stop it first (one"
-                    f" watch per --output); a watch that died elsewhere frees it"
-                    f" {self.stale_after_s - age:.0f} s from now"
-                )
-            log.warning(
-                "taking over %s from a watch that has ended (process %s on %s, heartbeat"
-                " %.0f s ago)",
-                self.path,
-                found.get("pid"),
-                found.get("host"),
-                age,
-            )
+            if _ended_here(found):
+                why = "has ended"
+            else:
+                beating = True if _here(found) else self._beating(found)
+                if beating is None:
+                    continue
+                if beating:
+                    age = time.time() - found["heartbeat_s"]
+                    raise LeaseError(
+                        f"{self.output} is written by another watch ({_holder(found)},"
+                        f" heartbeat {age:.0f} s ago): stop it first (one watch per --output)"
+                    )
+                why = f"sent no heartbeat for {self.stale_after_s:.0f} s"
+            log.warning("taking over %s from %s, which %s", self.path, _holder(found), why)
+            # Deleting races another watch doing the same: the exclusive create picks one, and
+            # each checks its lease before it commits.
             fs, path = hadoop_fs(self.spark, self.path)
             fs.delete(path, False)
         raise LeaseError(f"{self.path}: other watches keep taking it; start one watch only")
@@ -162,31 +232,41 @@ class Lease:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 found = self._read()
-                if found is None or found.get("token") != self.token:
+                if found is None or found.get("token") != self.token or self._stop.is_set():
                     return  # lost: check() says so before the next commit
                 write_json(self.spark, self.path, self._record())
+                self._beaten = time.time()
             except Exception as error:  # storage hiccup: the next beat tries again
                 log.warning("lease heartbeat of %s failed: %s", self.path, error)
 
     def check(self) -> None:
-        """Raise :class:`LeaseError` unless this watch still holds the lease."""
+        """Raise :class:`LeaseError` unless this watch still holds the lease, renewed within
+        ``stale_after_s``."""
+        silent = time.time() - self._beaten
+        if silent >= self.stale_after_s:
+            raise LeaseError(
+                f"this watch could not renew its lease of {self.output} for {silent:.0f} s"
+                " (another watch may take it over): it stops; start it again"
+            )
         found = self._read()
         if found is None or found.get("token") != self.token:
-            holder = "nobody" if found is None else f"process {found.get('pid')} on"
-            holder += "" if found is None else f" {found.get('host')}"
+            holder = "nobody holds it now" if found is None else f"{_holder(found)} holds it"
             raise LeaseError(
-                f"this watch lost its lease of {self.output} (now held by {holder}) after"
-                f" stalling over {self.stale_after_s:.0f} s: it stops; start it again when"
-                " the other watch has stopped"
+                f"this watch lost its lease of {self.output} ({holder}): it stops; start one"
+                " watch per --output again"
             )
 
     def release(self) -> None:
-        """Stop the heartbeat and remove the lease, if still this watch's."""
+        """Stop the heartbeat and remove the lease if still this watch's; best effort (a
+        failure is logged: the lease then goes stale)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=self.heartbeat_s)
             self._thread = None
-        found = self._read()
-        if found is not None and found.get("token") == self.token:
-            fs, path = hadoop_fs(self.spark, self.path)
-            fs.delete(path, False)
+        try:
+            found = self._read()
+            if found is not None and found.get("token") == self.token:
+                fs, path = hadoop_fs(self.spark, self.path)
+                fs.delete(path, False)
+        except Exception as error:
+            log.warning("could not remove the lease %s: %s", self.path, error)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
@@ -150,13 +150,22 @@ def committed_rows(spark: SparkSession, path: str) -> list[tuple[Version, str, f
     return [(_version_of(r), r.status, r.latency_s) for r in picked.collect()]
 
 
-def commit(spark: SparkSession, rows: DataFrame, output: str, name: str) -> str:
+def commit(
+    spark: SparkSession,
+    rows: DataFrame,
+    output: str,
+    name: str,
+    *,
+    before_rename: Callable[[], None] = lambda: None,
+) -> str:
     """Write ``rows`` as one Parquet file, then rename it to ``predictions/NAME.parquet``
-    (the batch's commit); return its path."""
+    (the batch's commit); return its path. ``before_rename`` may stop it (by raising) once the
+    file is written."""
     staging = join(output, STAGING, f"{name}-{secrets.token_hex(4)}")
     rows.repartition(1).write.parquet(staging)
     fs, pattern = hadoop_fs(spark, join(staging, "part-*.parquet"))
     (written,) = fs.globStatus(pattern)
+    before_rename()
     target = join(output, PREDICTIONS, f"{name}.parquet")
     _, destination = hadoop_fs(spark, target)
     fs.mkdirs(destination.getParent())

@@ -276,9 +276,14 @@ class Watch:
         if self.index is not None:
             scored = self._with_similar(rows, scored)
         self.spark.sparkContext.setJobDescription(f"watch: predict {len(files)} files")
-        self.lease.check()
         try:
-            path = ledger.commit(self.spark, _stamp(scored, run_id), self.output, run_id)
+            path = ledger.commit(
+                self.spark,
+                _stamp(scored, run_id),
+                self.output,
+                run_id,
+                before_rename=self.lease.check,
+            )
         finally:
             self.spark.sparkContext.setJobDescription(None)
         counts = ledger.committed_rows(self.spark, path)
