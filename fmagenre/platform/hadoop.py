@@ -34,7 +34,11 @@ def write_bytes(spark: SparkSession, path: str, data: str | bytes) -> None:
     Text is written as UTF-8.
     """
     fs, hadoop_path = hadoop_fs(spark, path)
-    stream = fs.create(hadoop_path, True)
+    _write(fs.create(hadoop_path, True), data)
+
+
+def _write(stream, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to a Hadoop output ``stream`` and close it."""
     try:
         stream.write(bytearray(data.encode("utf-8") if isinstance(data, str) else data))
     finally:
@@ -48,7 +52,6 @@ def create_new(spark: SparkSession, path: str, data: str | bytes) -> bool:
     One step on local disks (``O_EXCL``) and HDFS (its create without overwrite); on object
     stores a check, then a write.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     fs, hadoop_path = hadoop_fs(spark, path)
     if (fs.getUri().getScheme() or "file") == "file":
         local = hadoop_path.toUri().getPath()
@@ -58,7 +61,7 @@ def create_new(spark: SparkSession, path: str, data: str | bytes) -> bool:
         except FileExistsError:
             return False
         with os.fdopen(descriptor, "wb") as sink:
-            sink.write(raw)
+            sink.write(data.encode("utf-8") if isinstance(data, str) else data)
         return True
     if fs.exists(hadoop_path):
         return False
@@ -68,10 +71,7 @@ def create_new(spark: SparkSession, path: str, data: str | bytes) -> bool:
         if fs.exists(hadoop_path):
             return False
         raise
-    try:
-        stream.write(bytearray(raw))
-    finally:
-        stream.close()
+    _write(stream, data)
     return True
 
 

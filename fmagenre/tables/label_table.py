@@ -32,7 +32,7 @@ from fmagenre.labels.metadata import (
     load_tracks,
     missing_metadata,
 )
-from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes
+from fmagenre.platform.hadoop import hadoop_fs, path_exists, read_bytes, write_bytes
 from fmagenre.platform.session import session_settings
 
 SUMMARY_FILE = "_summary.json"
@@ -112,12 +112,7 @@ def write_label_table(
         if fs.exists(hadoop_path):
             raise FileExistsError(f"{output} already exists: pass --overwrite to replace it")
     to_spark(spark, table).write.mode("overwrite" if overwrite else "errorifexists").parquet(output)
-    fs, hadoop_path = hadoop_fs(spark, summary_target)
-    stream = fs.create(hadoop_path, True)
-    try:
-        stream.write(bytearray(json.dumps(summary, indent=2).encode("utf-8") + b"\n"))
-    finally:
-        stream.close()
+    write_bytes(spark, summary_target, json.dumps(summary, indent=2) + "\n")
     return summary_target
 
 

@@ -127,7 +127,12 @@ class Lease:
         self.token = secrets.token_hex(8)
         #: Who holds it, as recorded: this host and process.
         self.host = socket.gethostname()
-        self.started_at = time.time()
+        self._process = {
+            "pid": os.getpid(),
+            "pid_namespace": _pid_namespace(),
+            "process_start": (_proc("self") or (None, None))[1],
+            "started_at_s": time.time(),
+        }
         self._beaten = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,10 +141,7 @@ class Lease:
         return {
             "token": self.token,
             "host": self.host,
-            "pid": os.getpid(),
-            "pid_namespace": _pid_namespace(),
-            "process_start": (_proc("self") or (None, None))[1],
-            "started_at_s": self.started_at,
+            **self._process,
             "heartbeat_s": time.time(),
         }
 
